@@ -1,0 +1,1 @@
+"""Source declarations, the canonical row schema and the loaders that produce it."""

@@ -1,0 +1,33 @@
+"""The ``build-data`` flow: collect → dedup → balance."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows._common import in_run, resolve
+from kalm.profile import Profile
+from kalm.rundir import RunPaths
+from tasks.balance import balance_task
+from tasks.collect import collect_task, prepare_inputs
+from tasks.dedup import dedup_task
+
+
+def build_data_steps(profile: Profile, run: RunPaths) -> tuple[dict, dict, dict]:
+    fingerprint = prepare_inputs(profile, run)
+    collected = in_run(collect_task, run)(profile.model_dump(mode="json"), str(run.root), fingerprint)
+    deduped = in_run(dedup_task, run)(
+        profile.dedup.model_dump(mode="json"), str(run.root), collected["fingerprint"]
+    )
+    balanced = in_run(balance_task, run)(
+        profile.balance.model_dump(mode="json"), str(run.root), deduped["fingerprint"]
+    )
+    return collected, deduped, balanced
+
+
+@flow(name="build-data")
+def build_data(profile: str = "demo", run_id: str = "demo", runs_dir: str | None = None) -> dict:
+    """Collect the profile's catalog, remove duplicates and balance categories into ``runs/<run_id>/data``."""
+    resolved, run = resolve(profile, run_id, runs_dir)
+    collected, deduped, balanced = build_data_steps(resolved, run)
+    get_run_logger().info("balanced data: %s", run.balanced)
+    return {"collect": collected, "dedup": deduped, "balance": balanced}

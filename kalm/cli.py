@@ -1,0 +1,168 @@
+"""The ``kalm`` command: the whole pipeline (``kalm run``) or one stage at a time on a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from kalm import runtime
+
+runtime.configure()
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="profile name in configs/ or a YAML path")]
+RunIdOpt = Annotated[str, typer.Option("--run-id", help="run directory name under runs/")]
+RunsDirOpt = Annotated[Path | None, typer.Option("--runs-dir", help="parent folder of run directories")]
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(1)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from data_catalog.catalog import CatalogError
+    from data_catalog.collect import CollectError
+    from data_catalog.loaders import SourceError
+    from kalm.profile import ProfileError
+    from training.backbone import UnsupportedArchitecture
+    from training.soup import SoupError
+
+    return (CatalogError, CollectError, SourceError, ProfileError, SoupError, UnsupportedArchitecture,
+            FileNotFoundError)
+
+
+def _context(profile: str, run_id: str, runs_dir: Path | None):
+    from flows._common import resolve
+
+    return resolve(profile, run_id, str(runs_dir) if runs_dir else None)
+
+
+@app.command()
+def run(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
+    """Run the full pipeline as the ``full-run`` Prefect flow (completed steps are cached)."""
+    from flows.full_run import full_run
+
+    try:
+        result = full_run(profile=profile, run_id=run_id, runs_dir=str(runs_dir) if runs_dir else None)
+    except _known_errors() as error:
+        _fail(error)
+    console.print(f"[bold green]done[/] — report: {result['report']}")
+
+
+@app.command()
+def collect(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None,
+            source: Annotated[list[str] | None, typer.Option(help="collect only these sources")] = None) -> None:
+    """Collect the catalog's sources into ``data/collected``."""
+    from tasks.collect import collect_step, prepare_inputs
+
+    try:
+        resolved, paths = _context(profile, run_id, runs_dir)
+        prepare_inputs(resolved, paths)
+        summary = collect_step(resolved, paths, only=source)
+    except _known_errors() as error:
+        _fail(error)
+    for category, rows in summary["rows_by_category"].items():
+        console.print(f"{category:32s} {rows:>10,d}")
+    console.print(f"collected into {paths.collected}")
+
+
+@app.command()
+def dedup(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
+    """Remove exact and near duplicates: ``data/collected`` → ``data/dedup``."""
+    from tasks.dedup import dedup_step
+
+    resolved, paths = _context(profile, run_id, runs_dir)
+    stats = dedup_step(resolved.dedup, paths)["stats"]
+    console.print(f"{stats['rows_in']} in, {stats['exact_duplicates']} exact, {stats['near_duplicates']} near, "
+                  f"{stats['rows_out']} out → {paths.dedup}")
+
+
+@app.command()
+def balance(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
+    """Cap sources and apply temperature quotas: ``data/dedup`` → ``data/balanced``."""
+    from tasks.balance import balance_step
+
+    resolved, paths = _context(profile, run_id, runs_dir)
+    balance_step(resolved.balance, paths)
+    console.print(f"balanced → {paths.balanced}")
+
+
+@app.command()
+def train(stage: Annotated[str, typer.Option(help="pretrain or finetune")] = "pretrain",
+          seed: Annotated[int | None, typer.Option(help="fine-tune seed (soup ingredient)")] = None,
+          profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
+    """Train one stage on ``data/balanced``; fine-tuning starts from ``checkpoints/pretrain``."""
+    from tasks.train import train_step
+
+    resolved, paths = _context(profile, run_id, runs_dir)
+    if stage not in ("pretrain", "finetune"):
+        _fail(ValueError(f"unknown stage {stage!r}: use pretrain or finetune"))
+    init = paths.checkpoint("pretrain") if stage == "finetune" else None
+    if init is not None and not init.exists():
+        _fail(FileNotFoundError(f"fine-tuning starts from {init}; run `kalm train --stage pretrain` first"))
+    summary = train_step(resolved, paths, stage, seed if stage == "finetune" else None, init)
+    console.print(f"final loss {summary['metrics']['final_loss']:.4f} → {summary['checkpoint']}")
+
+
+@app.command()
+def soup(run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None, profile: ProfileOpt = "demo") -> None:
+    """Average the run's fine-tuned checkpoints into ``checkpoints/soup``."""
+    from tasks.soup import soup_step
+
+    _, paths = _context(profile, run_id, runs_dir)
+    ingredients = sorted(paths.checkpoints.glob("finetune-seed*[0-9]"))
+    if not ingredients:
+        _fail(FileNotFoundError(f"no finetune-seed* checkpoints in {paths.checkpoints}"))
+    try:
+        summary = soup_step(paths, ingredients)
+    except _known_errors() as error:
+        _fail(error)
+    console.print(f"soup of {len(ingredients)} checkpoints → {summary['checkpoint']}")
+
+
+@app.command()
+def evaluate(model: Annotated[Path | None, typer.Option(help="a sentence-transformers folder")] = None,
+             tasks_dir: Annotated[Path | None, typer.Option(help="tasks in the shared/datasets/eval layout")] = None,
+             output: Annotated[Path | None, typer.Option(help="where mteb result JSON goes")] = None,
+             task: Annotated[list[str] | None, typer.Option(help="only these tasks")] = None,
+             profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
+    """Score one model (``--model``) or the run's checkpoints with mteb on local tasks."""
+    from tasks.evaluate import evaluate_model, evaluate_step, tasks_dir_for
+
+    resolved, paths = _context(profile, run_id, runs_dir)
+    if model is not None:
+        target = tasks_dir or tasks_dir_for(resolved, paths)
+        results = {model.name: evaluate_model(model, target, output or paths.eval / model.name, task)}
+    else:
+        models = {p.name: str(p) for p in sorted(paths.checkpoints.iterdir()) if (p / "modules.json").exists()}
+        results = evaluate_step(resolved, paths, models)
+    for name, result in results.items():
+        for task_name, score in result["scores"].items():
+            console.print(f"{name:24s} {task_name:32s} {score['main_score_name']:16s} {100 * score['main_score']:6.2f}")
+        console.print(f"{name:24s} mean over tasks {100 * result['summary']['mean_over_tasks']:.2f}")
+
+
+@app.command()
+def report(run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None, profile: ProfileOpt = "demo") -> None:
+    """Rewrite ``report.md`` from the run's recorded step summaries."""
+    from kalm.rundir import read_steps
+    from tasks.report import report_step
+
+    _, paths = _context(profile, run_id, runs_dir)
+    steps = read_steps(paths)
+    missing = [s for s in ("collect", "dedup", "balance", "evaluate") if s not in steps]
+    if missing:
+        _fail(FileNotFoundError(f"run {run_id!r} has no recorded {', '.join(missing)} step(s)"))
+    trains = {name.removeprefix("train-"): s for name, s in steps.items() if name.startswith("train-")}
+    report_step(paths, steps["collect"], steps["dedup"], steps["balance"], trains, steps["evaluate"])
+    console.print(f"report: {paths.report}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,54 @@
+"""Configuration and statistics models for dedup (the JSON in ``stats.json`` is ``DedupStats``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class DedupConfig(BaseModel):
+    """Exact + MinHash-LSH near dedup settings.
+
+    ``bands x rows = 16 x 8`` (not the "optimal" 9 x 13) because candidates are verified by exact Jaccard:
+    recall is bought with extra candidates, and precision is restored by the check (``dedup_anchors.md``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_perm: int = Field(128, ge=1)
+    ngram: int = Field(5, ge=1, description="word n-gram size for near-dup shingles")
+    char_ngram: int = Field(5, ge=1, description="character n-gram size for short or CJK texts")
+    short_text_words: int = Field(8, ge=0, description="texts with fewer words use character n-grams")
+    bands: int = Field(16, ge=1)
+    rows: int = Field(8, ge=1)
+    threshold: float = Field(0.8, ge=0.0, le=1.0, description="verification Jaccard of shingle sets")
+    seed: int = 1
+    exact: bool = True
+    near: bool = True
+    rows_per_part: int = Field(1_000_000, ge=1)
+    row_group_size: int = Field(100_000, ge=1)
+    batch_size: int = Field(4096, ge=1, description="documents per signature batch")
+    bucket_window: int = Field(16, ge=1, description="neighbours paired per member inside an LSH bucket")
+    max_examples: int = Field(5, ge=0)
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> DedupConfig:
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows={self.bands * self.rows} exceeds num_perm={self.num_perm}")
+        return self
+
+
+class CategoryDedupStats(BaseModel):
+    rows_in: int = 0
+    exact: int = 0
+    near: int = 0
+    out: int = 0
+
+
+class DedupStats(BaseModel):
+    rows_in: int
+    exact_duplicates: int
+    near_duplicates: int
+    rows_out: int
+    per_category: dict[str, CategoryDedupStats]
+    cluster_size_histogram: dict[int, int] = Field(description="cluster size -> number of clusters")
+    example_clusters: list[list[str]] = Field(description="texts of the largest clusters, keeper first")

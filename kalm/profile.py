@@ -1,0 +1,62 @@
+"""A profile: everything one pipeline run needs, as one pydantic model loaded from ``configs/<name>.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kalm.balance import BalanceConfig
+from kalm.dedup import DedupConfig
+from training.config import TrainConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROFILES_DIR = PROJECT_ROOT / "configs"
+
+
+class ProfileError(ValueError):
+    pass
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tasks_dir: str | None = Field(default=None, description="eval tasks folder; None uses the demo tasks")
+    tasks: list[str] | None = None
+    batch_size: int = 32
+    models: list[str] = Field(
+        default=["pretrain", "finetune", "soup"],
+        description="which checkpoints to score: pretrain, finetune (every seed), soup",
+    )
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    catalog: str
+    demo_data: bool = Field(default=False, description="generate the project's demo sources and eval tasks")
+    dedup: DedupConfig = DedupConfig()
+    balance: BalanceConfig = BalanceConfig()
+    train: TrainConfig
+    evaluate: EvalConfig = EvalConfig()
+    launcher: str = Field(default="ray", pattern="^(ray|local)$")
+    ray_address: str | None = None
+
+    def catalog_path(self) -> Path:
+        path = Path(self.catalog)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def load_profile(name_or_path: str) -> Profile:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+        raise ProfileError(f"profile {name_or_path!r} not found (known: {known})")
+    try:
+        return Profile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ProfileError(f"{path}: field {field!r}: {first['msg']}") from None

@@ -1,0 +1,99 @@
+"""The run report: one markdown page summarising data, training and evaluation of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "—" if value is None else str(value)
+
+
+def _category_rows(stage_stats: Mapping[str, Any]) -> list[list[Any]]:
+    rows = []
+    for stage, categories in sorted(stage_stats.items()):
+        for category, entry in sorted(categories.items()):
+            rows.append(
+                [
+                    stage,
+                    category,
+                    entry.get("rows_before"),
+                    entry.get("rows_after"),
+                    entry.get("share_before"),
+                    entry.get("share_after"),
+                ]
+            )
+    return rows
+
+
+def render_report(
+    run_id: str,
+    collect: Mapping,
+    dedup: Mapping,
+    balance: Mapping,
+    trains: Mapping[str, Mapping],
+    evaluation: Mapping[str, Mapping],
+) -> str:
+    lines = [f"# kalm-pipeline run `{run_id}`", "", "## Data", ""]
+    lines += _table(["category", "rows collected"], [[k, v] for k, v in collect["rows_by_category"].items()])
+    if collect.get("quarantined"):
+        lines += ["Quarantined rows (reason → count):", ""]
+        lines += _table(
+            ["source", "reasons"],
+            [[k, ", ".join(f"{r}: {n}" for r, n in v.items())] for k, v in collect["quarantined"].items()],
+        )
+    stats = dedup["stats"]
+    lines += [
+        f"Dedup: {stats['rows_in']} rows in, {stats['exact_duplicates']} exact and "
+        f"{stats['near_duplicates']} near duplicates removed, {stats['rows_out']} rows out.",
+        "",
+    ]
+    lines += ["Balance (per stage and category):", ""]
+    lines += _table(
+        ["stage", "category", "rows before", "rows after", "share before", "share after"],
+        _category_rows(balance["stats"].get("stages", {})),
+    )
+    lines += ["## Training", ""]
+    lines += _table(
+        ["checkpoint", "steps", "examples", "first loss", "final loss", "wall s"],
+        [
+            [
+                name,
+                t["metrics"]["steps"],
+                t["metrics"]["examples"],
+                t["losses"][0] if t.get("losses") else None,
+                t["metrics"]["final_loss"],
+                t["metrics"]["wall_time_s"],
+            ]
+            for name, t in trains.items()
+        ],
+    )
+    lines += ["## Evaluation (mteb main scores, ×100)", ""]
+    tasks = sorted({task for result in evaluation.values() for task in result["scores"]})
+    rows = []
+    for name, result in evaluation.items():
+        scores = result["scores"]
+        summary = result["summary"]
+        rows.append(
+            [
+                name,
+                *[_score(scores.get(task, {}).get("main_score")) for task in tasks],
+                _score(summary["mean_over_tasks"]),
+                _score(summary["mean_over_task_types"]),
+            ]
+        )
+    lines += _table(["model", *tasks, "MTK", "MTY"], rows)
+    return "\n".join(lines)
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"

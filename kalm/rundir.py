@@ -1,0 +1,85 @@
+"""The run directory: one folder per run that every stage reads from and writes to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kalm.profile import PROJECT_ROOT
+
+RUNS_DIR = PROJECT_ROOT / "runs"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @classmethod
+    def for_run(cls, run_id: str, runs_dir: Path | None = None) -> RunPaths:
+        return cls((runs_dir or RUNS_DIR) / run_id)
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def demo_eval_tasks(self) -> Path:
+        return self.root / "eval_tasks"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def collected(self) -> Path:
+        return self.data / "collected"
+
+    @property
+    def dedup(self) -> Path:
+        return self.data / "dedup"
+
+    @property
+    def balanced(self) -> Path:
+        return self.data / "balanced"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, name: str) -> Path:
+        return self.checkpoints / name
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def ray_storage(self) -> Path:
+        return self.root / "ray"
+
+    @property
+    def results_storage(self) -> Path:
+        return self.root / ".prefect-results"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+
+def record_step(run: RunPaths, name: str, summary: dict) -> dict:
+    """Keep a step's summary in ``steps/<name>.json`` so later commands (report, lineage) can read it."""
+    import json
+
+    folder = run.root / "steps"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def read_steps(run: RunPaths) -> dict[str, dict]:
+    import json
+
+    folder = run.root / "steps"
+    return (
+        {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.exists() else {}
+    )

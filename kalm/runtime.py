@@ -1,0 +1,23 @@
+"""Process-wide defaults that must be in place before Prefect, Ray or Hugging Face libraries are imported."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULTS = {
+    # No hub access at run time: everything loads from local paths.
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # The ephemeral Prefect API takes 10-26 s to start on 2 cores; the default timeout is too short.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_V2_ENABLED": "1",
+}
+
+
+def configure() -> None:
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)

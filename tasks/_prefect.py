@@ -1,0 +1,17 @@
+"""The one place that says how a pipeline step becomes a cached, persisted Prefect task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+# Inputs are JSON-able values that include the upstream step's content fingerprint, so a cache hit means
+# "same code, same config, same input bytes"; results are stored inside the run directory (set by the flow).
+CACHE_POLICY = INPUTS + TASK_SOURCE
+
+
+def pipeline_task(name: str, **options: Any) -> Callable:
+    return task(name=name, persist_result=True, cache_policy=CACHE_POLICY, **options)

@@ -1,0 +1,22 @@
+"""Pipeline step: exact and MinHash near-duplicate removal (``data/collected`` → ``data/dedup``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kalm.dedup import DedupConfig, dedup_dataset
+from kalm.hashing import hash_directory
+from kalm.rundir import RunPaths, record_step
+from tasks._prefect import pipeline_task
+
+
+def dedup_step(config: DedupConfig, run: RunPaths) -> dict:
+    stats = dedup_dataset(run.collected, run.dedup, config)
+    return record_step(
+        run, "dedup", {"fingerprint": hash_directory(run.dedup), "stats": stats.model_dump(mode="json")}
+    )
+
+
+@pipeline_task("dedup")
+def dedup_task(config: dict, run_dir: str, upstream: str) -> dict:
+    return dedup_step(DedupConfig.model_validate(config), RunPaths(Path(run_dir)))

@@ -1,0 +1,108 @@
+"""The embedding model: a (bidirectional) backbone, pooling and L2 normalisation, saved for sentence-transformers.
+
+Checkpoints are sentence-transformers folders (``modules.json``, ``1_Pooling``, ``2_Normalize``, the backbone's
+``config.json`` with ``is_causal: false``, tokenizer files, prompts), so ``SentenceTransformer(path)`` loads
+them offline and encodes exactly as training did.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from training.backbone import load_backbone
+from training.config import ModelConfig
+from training.pooling import pool
+
+ST_POOLING_MODES = {"mean": "mean", "last": "lasttoken", "cls": "cls"}
+
+
+class EmbeddingModel(nn.Module):
+    def __init__(
+        self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ModelConfig
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.config = config
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
+            return_token_type_ids=False,
+        )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool(hidden, attention_mask, self.config.pooling)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenize(texts)
+        device = next(self.parameters()).device
+        return self(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.backbone.config.hidden_size), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            out[chunk] = self.embed([texts[i] for i in chunk]).cpu().numpy()
+        self.train(was_training)
+        return out
+
+    def save(self, path: Path, prompts: dict[str, str] | None = None) -> None:
+        """Write a sentence-transformers folder."""
+        path.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        dim = self.backbone.config.hidden_size
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]
+        _write_json(path / "modules.json", modules)
+        _write_json(
+            path / "sentence_bert_config.json",
+            {"max_seq_length": self.config.max_length, "do_lower_case": False},
+        )
+        mode = ST_POOLING_MODES[self.config.pooling]
+        _write_json(
+            path / "1_Pooling" / "config.json",
+            {"word_embedding_dimension": dim, "pooling_mode": mode, "include_prompt": True},
+        )
+        (path / "2_Normalize").mkdir(exist_ok=True)
+        _write_json(
+            path / "config_sentence_transformers.json",
+            {
+                "prompts": prompts or {},
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
+        )
+        _write_json(path / "kalm_model.json", self.config.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, path: Path, config: ModelConfig | None = None) -> EmbeddingModel:
+        if config is None:
+            config = ModelConfig.model_validate_json((path / "kalm_model.json").read_text())
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return cls(load_backbone(str(path), config), tokenizer, config)
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
