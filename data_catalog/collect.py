@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from data_catalog.catalog import HuggingFaceLoader, ResolvedCatalog, Source
-from data_catalog.loaders import LOADER_VERSION, iter_records
+from data_catalog.loaders import LOADER_VERSION, SourceError, iter_records
 from data_catalog.schema import CANONICAL_SCHEMA, QUARANTINE_SCHEMA, SCHEMA_VERSION
 from data_catalog.transforms import Rejected, Row, exemplar_rows, pair_rows
 
@@ -79,6 +79,8 @@ def input_fingerprint(resolved: ResolvedCatalog, source: Source) -> str:
     path = resolved.path_of(source)
     if isinstance(source.loader, HuggingFaceLoader) and not path.exists():
         return f"hub:{source.loader.path}@{source.loader.revision or 'unpinned'}"
+    if not path.exists():
+        raise SourceError(f"source {source.name!r}: input not found: {path}")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
     for file in files:

@@ -21,7 +21,7 @@ RunsDirOpt = Annotated[Path | None, typer.Option("--runs-dir", help="parent fold
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 
 
@@ -33,8 +33,15 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from training.backbone import UnsupportedArchitecture
     from training.soup import SoupError
 
-    return (CatalogError, CollectError, SourceError, ProfileError, SoupError, UnsupportedArchitecture,
-            FileNotFoundError)
+    return (
+        CatalogError,
+        CollectError,
+        SourceError,
+        ProfileError,
+        SoupError,
+        UnsupportedArchitecture,
+        FileNotFoundError,
+    )
 
 
 def _context(profile: str, run_id: str, runs_dir: Path | None):
@@ -56,8 +63,12 @@ def run(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsD
 
 
 @app.command()
-def collect(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None,
-            source: Annotated[list[str] | None, typer.Option(help="collect only these sources")] = None) -> None:
+def collect(
+    profile: ProfileOpt = "demo",
+    run_id: RunIdOpt = "demo",
+    runs_dir: RunsDirOpt = None,
+    source: Annotated[list[str] | None, typer.Option(help="collect only these sources")] = None,
+) -> None:
     """Collect the catalog's sources into ``data/collected``."""
     from tasks.collect import collect_step, prepare_inputs
 
@@ -79,8 +90,10 @@ def dedup(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: Run
 
     resolved, paths = _context(profile, run_id, runs_dir)
     stats = dedup_step(resolved.dedup, paths)["stats"]
-    console.print(f"{stats['rows_in']} in, {stats['exact_duplicates']} exact, {stats['near_duplicates']} near, "
-                  f"{stats['rows_out']} out → {paths.dedup}")
+    console.print(
+        f"{stats['rows_in']} in, {stats['exact_duplicates']} exact, {stats['near_duplicates']} near, "
+        f"{stats['rows_out']} out → {paths.dedup}"
+    )
 
 
 @app.command()
@@ -94,9 +107,13 @@ def balance(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: R
 
 
 @app.command()
-def train(stage: Annotated[str, typer.Option(help="pretrain or finetune")] = "pretrain",
-          seed: Annotated[int | None, typer.Option(help="fine-tune seed (soup ingredient)")] = None,
-          profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
+def train(
+    stage: Annotated[str, typer.Option(help="pretrain or finetune")] = "pretrain",
+    seed: Annotated[int | None, typer.Option(help="fine-tune seed (soup ingredient)")] = None,
+    profile: ProfileOpt = "demo",
+    run_id: RunIdOpt = "demo",
+    runs_dir: RunsDirOpt = None,
+) -> None:
     """Train one stage on ``data/balanced``; fine-tuning starts from ``checkpoints/pretrain``."""
     from tasks.train import train_step
 
@@ -127,11 +144,15 @@ def soup(run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None, profile: Profil
 
 
 @app.command()
-def evaluate(model: Annotated[Path | None, typer.Option(help="a sentence-transformers folder")] = None,
-             tasks_dir: Annotated[Path | None, typer.Option(help="tasks in the shared/datasets/eval layout")] = None,
-             output: Annotated[Path | None, typer.Option(help="where mteb result JSON goes")] = None,
-             task: Annotated[list[str] | None, typer.Option(help="only these tasks")] = None,
-             profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
+def evaluate(
+    model: Annotated[Path | None, typer.Option(help="a sentence-transformers folder")] = None,
+    tasks_dir: Annotated[Path | None, typer.Option(help="tasks in the shared/datasets/eval layout")] = None,
+    output: Annotated[Path | None, typer.Option(help="where mteb result JSON goes")] = None,
+    task: Annotated[list[str] | None, typer.Option(help="only these tasks")] = None,
+    profile: ProfileOpt = "demo",
+    run_id: RunIdOpt = "demo",
+    runs_dir: RunsDirOpt = None,
+) -> None:
     """Score one model (``--model``) or the run's checkpoints with mteb on local tasks."""
     from tasks.evaluate import evaluate_model, evaluate_step, tasks_dir_for
 
@@ -140,11 +161,15 @@ def evaluate(model: Annotated[Path | None, typer.Option(help="a sentence-transfo
         target = tasks_dir or tasks_dir_for(resolved, paths)
         results = {model.name: evaluate_model(model, target, output or paths.eval / model.name, task)}
     else:
-        models = {p.name: str(p) for p in sorted(paths.checkpoints.iterdir()) if (p / "modules.json").exists()}
+        models = {
+            p.name: str(p) for p in sorted(paths.checkpoints.iterdir()) if (p / "modules.json").exists()
+        }
         results = evaluate_step(resolved, paths, models)
     for name, result in results.items():
         for task_name, score in result["scores"].items():
-            console.print(f"{name:24s} {task_name:32s} {score['main_score_name']:16s} {100 * score['main_score']:6.2f}")
+            console.print(
+                f"{name:24s} {task_name:32s} {score['main_score_name']:16s} {100 * score['main_score']:6.2f}"
+            )
         console.print(f"{name:24s} mean over tasks {100 * result['summary']['mean_over_tasks']:.2f}")
 
 

@@ -1,0 +1,31 @@
+"""Shared fixtures: offline defaults for every test, one Prefect test harness per session when needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kalm import runtime
+
+runtime.configure()
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_raw(tmp_path_factory) -> Path:
+    from data_catalog.demo_data import write_demo_sources
+
+    root = tmp_path_factory.mktemp("demo_raw")
+    write_demo_sources(root)
+    return root
