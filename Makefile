@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean-runs
+.PHONY: setup demo test lint system-deps clean-runs
 
 setup: $(STAMP)
 
@@ -22,7 +22,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# Debian's chromium for the UI screenshot test; installed when missing and apt-get is usable (root).
+system-deps:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed: the UI screenshot test will be skipped"
+
+test: lint system-deps
 	$(BIN)/pytest
 
 clean-runs:

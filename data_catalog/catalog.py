@@ -10,86 +10,72 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from data_catalog.schema import Stage, TaskType
+from data_catalog.specs import (
+    PACKAGED_BUILDERS,
+    BeirSpec,
+    CsvLoader,
+    ExplodeSpec,
+    Filter,
+    GroupSpec,
+    HuggingFaceDiskLoader,
+    HuggingFaceLoader,
+    JsonlLoader,
+    JsonLoader,
+    Loader,
+    ParquetLoader,
+    Strict,
+    as_list,
+    one_or_many,
+)
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "CsvLoader",
+    "FieldMap",
+    "HuggingFaceDiskLoader",
+    "HuggingFaceLoader",
+    "JsonLoader",
+    "JsonlLoader",
+    "ParquetLoader",
+    "ResolvedCatalog",
+    "Source",
+    "load_catalog",
+]
 
 
 class CatalogError(ValueError):
     """A catalog that cannot be used; the message names the source and the field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class JsonlLoader(_Strict):
-    kind: Literal["jsonl"]
-    path: str
-
-
-class JsonLoader(_Strict):
-    """A JSON file holding one array of objects (or ``records_key`` → array)."""
-
-    kind: Literal["json"]
-    path: str
-    records_key: str | None = None
-
-
-class CsvLoader(_Strict):
-    kind: Literal["csv"]
-    path: str
-    delimiter: str = ","
-    header: bool = True
-    column_names: list[str] | None = None
-    quoting: Literal["minimal", "none"] = "minimal"
-
-
-class ParquetLoader(_Strict):
-    kind: Literal["parquet"]
-    path: str
-
-
-class HuggingFaceLoader(_Strict):
-    """``datasets.load_dataset`` — a hub repo id, or a local folder/builder name with ``data_files``."""
-
-    kind: Literal["huggingface"]
-    path: str
-    config: str | None = None
-    split: str = "train"
-    revision: str | None = None
-    data_files: list[str] | None = None
-    streaming: bool = True
-
-
-class HuggingFaceDiskLoader(_Strict):
-    """A dataset written with ``Dataset.save_to_disk``."""
-
-    kind: Literal["huggingface_disk"]
-    path: str
-    split: str | None = None
-
-
-Loader = Annotated[
-    JsonlLoader | JsonLoader | CsvLoader | ParquetLoader | HuggingFaceLoader | HuggingFaceDiskLoader,
-    Field(discriminator="kind"),
-]
-
-
-class FieldMap(_Strict):
+class FieldMap(Strict):
     """Raw column names for each canonical field; a list of columns is joined with a blank line."""
 
     query: str | list[str] | None = None
     positive: str | list[str] | None = None
     negatives: str | list[str] | None = None
     label: str | None = None
-    text: str | None = None
+    text: str | list[str] | None = None
 
 
-class Source(_Strict):
+Transform = Literal["pair", "exemplar", "group", "explode", "beir"]
+_OPTION_BLOCKS = {"group": "group", "explode": "explode", "beir": "beir"}
+
+
+class Source(Strict):
+    """One input. ``where`` filters records before mapping; ``transform`` says how records become rows:
+
+    ``pair`` (streaming, one row per record), ``exemplar`` (classification/clustering, same-label positives),
+    ``group`` (records grouped by key, e.g. NLI premise), ``explode`` (a nested candidate list per record),
+    ``beir`` (queries joined with qrels and corpus). The last four hold one source in memory.
+    """
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     stage: Stage
     category: str
@@ -97,31 +83,54 @@ class Source(_Strict):
     languages: list[str] = Field(min_length=1)
     loader: Loader
     fields: FieldMap
-    transform: Literal["pair", "exemplar"] = "pair"
+    where: list[Filter] = Field(default_factory=list)
+    transform: Transform = "pair"
+    group: GroupSpec | None = None
+    explode: ExplodeSpec | None = None
+    beir: BeirSpec | None = None
     instruction: str = ""
     license: str = "unknown"
     max_rows: int | None = Field(default=None, gt=0)
     weight: float = Field(default=1.0, gt=0)
     exemplar_negatives: int = Field(default=3, ge=0)
 
+    _where_list = field_validator("where", mode="before")(one_or_many)
+
     @model_validator(mode="after")
     def _fields_fit_transform(self) -> Source:
-        if self.transform == "pair" and (self.fields.query is None or self.fields.positive is None):
-            raise ValueError("transform 'pair' needs fields.query and fields.positive")
-        if self.transform == "exemplar" and (self.fields.text is None or self.fields.label is None):
-            raise ValueError("transform 'exemplar' needs fields.text and fields.label")
+        fields = self.fields
+        if self.transform == "exemplar":
+            if fields.text is None or fields.label is None:
+                raise ValueError("transform 'exemplar' needs fields.text and fields.label")
+        elif fields.query is None or fields.positive is None:
+            raise ValueError(f"transform {self.transform!r} needs fields.query and fields.positive")
+        for transform, block in _OPTION_BLOCKS.items():
+            given = getattr(self, block) is not None
+            if given and self.transform != transform:
+                raise ValueError(f"{block!r} options are only used with transform {transform!r}")
+            if not given and self.transform == transform:
+                raise ValueError(f"transform {transform!r} needs a {block!r} block")
         if self.stage == Stage.FINETUNE and not self.instruction:
             raise ValueError("fine-tuning sources need an instruction (KaLM uses task-specific instructions)")
         return self
 
+    def input_paths(self) -> list[str]:
+        """Every file this source reads (relative), side tables included, for fingerprints and checks."""
+        loader = self.loader
+        local_files = isinstance(loader, HuggingFaceLoader) and loader.path in PACKAGED_BUILDERS
+        paths = list(loader.data_files or []) if local_files else as_list(loader.path)  # type: ignore[union-attr]
+        if self.beir is not None:
+            paths += as_list(self.beir.corpus.path) + as_list(self.beir.qrels.path)
+        return paths
 
-class CollectLimits(_Strict):
+
+class CollectLimits(Strict):
     max_text_chars: int = Field(default=8192, gt=0)
     shard_rows: int = Field(default=100_000, gt=0)
     batch_rows: int = Field(default=10_000, gt=0)
 
 
-class Catalog(_Strict):
+class Catalog(Strict):
     version: Literal[1] = 1
     base_dir: str = "."
     limits: CollectLimits = CollectLimits()
@@ -150,7 +159,12 @@ class ResolvedCatalog(BaseModel):
     root: Path
 
     def path_of(self, source: Source) -> Path:
-        return (self.root / source.loader.path).resolve()
+        """The loader's (first) input path."""
+        return (self.root / as_list(source.loader.path)[0]).resolve()
+
+    def paths_of(self, source: Source) -> list[Path]:
+        """Every input file of the source, resolved, in declaration order."""
+        return [(self.root / path).resolve() for path in source.input_paths()]
 
     def config_hash(self) -> str:
         payload = json.dumps(self.catalog.model_dump(mode="json"), sort_keys=True)

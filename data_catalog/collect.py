@@ -14,27 +14,20 @@ import json
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from data_catalog.catalog import HuggingFaceLoader, ResolvedCatalog, Source
-from data_catalog.loaders import LOADER_VERSION, SourceError, iter_records
+from data_catalog.loaders import LOADER_VERSION, RawRecord, SourceError, iter_records
 from data_catalog.schema import CANONICAL_SCHEMA, QUARANTINE_SCHEMA, SCHEMA_VERSION
-from data_catalog.transforms import Rejected, Row, exemplar_rows, pair_rows
+from data_catalog.shards import ShardInfo, ShardWriter, file_sha256
+from data_catalog.transforms import Rejected, run_transform
 
 
 class CollectError(RuntimeError):
     """One or more sources failed; the message names each with its reason."""
-
-
-class ShardInfo(BaseModel):
-    file: str
-    rows: int
-    bytes: int
-    sha256: str
 
 
 class SourceManifest(BaseModel):
@@ -50,6 +43,8 @@ class SourceManifest(BaseModel):
     rows_written: int
     rows_quarantined: int
     quarantine_reasons: dict[str, int]
+    rows_dropped: int = 0
+    dropped_reasons: dict[str, int] = Field(default_factory=dict)
     shards: list[ShardInfo]
     wall_time_s: float
 
@@ -66,26 +61,19 @@ class CatalogManifest(BaseModel):
         return dict(sorted(counts.items()))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def input_fingerprint(resolved: ResolvedCatalog, source: Source) -> str:
     """Checksums of the input files, or the pinned hub revision for a remote dataset."""
     path = resolved.path_of(source)
     if isinstance(source.loader, HuggingFaceLoader) and not path.exists():
         return f"hub:{source.loader.path}@{source.loader.revision or 'unpinned'}"
-    if not path.exists():
-        raise SourceError(f"source {source.name!r}: input not found: {path}")
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(path.parent)).encode())
-        digest.update(file_sha256(file).encode())
+    for path in resolved.paths_of(source):
+        if not path.exists():
+            raise SourceError(f"source {source.name!r}: input not found: {path}")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(path.parent)).encode())
+            digest.update(file_sha256(file).encode())
     return digest.hexdigest()
 
 
@@ -94,29 +82,27 @@ def source_config_hash(source: Source, max_chars: int) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class _ShardWriter:
-    def __init__(self, out_dir: Path, schema: pa.Schema, shard_rows: int) -> None:
-        self.out_dir, self.schema, self.shard_rows = out_dir, schema, shard_rows
-        self.buffer: list[dict] = []
-        self.shards: list[ShardInfo] = []
+class _Counted:
+    """Counts the records a loader yields, so rows_read means input records whatever the transform does."""
 
-    def add(self, row: dict) -> None:
-        self.buffer.append(row)
-        if len(self.buffer) >= self.shard_rows:
-            self.flush()
+    def __init__(self, records: Iterable[RawRecord]) -> None:
+        self.records, self.count = records, 0
 
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / f"part-{len(self.shards):05d}.parquet"
-        pq.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema), path, compression="zstd")
-        self.shards.append(
-            ShardInfo(
-                file=path.name, rows=len(self.buffer), bytes=path.stat().st_size, sha256=file_sha256(path)
-            )
-        )
-        self.buffer = []
+    def __iter__(self) -> Iterator[RawRecord]:
+        for record in self.records:
+            self.count += 1
+            yield record
+
+
+def _printable(raw: str | bytes) -> str:
+    """Quarantined raw text as valid UTF-8: undecodable bytes become ``\\xNN`` escapes."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "backslashreplace")
+    return raw.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _reason_key(reason: str) -> str:
+    return reason.split(":")[0] if reason.startswith("malformed") else reason
 
 
 def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> SourceManifest:
@@ -132,31 +118,36 @@ def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> 
     started = time.perf_counter()
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    rows = _ShardWriter(staging, CANONICAL_SCHEMA, limits.shard_rows)
-    quarantine = _ShardWriter(staging / "quarantine", QUARANTINE_SCHEMA, limits.shard_rows)
+    rows = ShardWriter(staging, CANONICAL_SCHEMA, limits.shard_rows, limits.batch_rows, _constants(source))
+    quarantine = ShardWriter(
+        staging / "quarantine",
+        QUARANTINE_SCHEMA,
+        limits.shard_rows,
+        limits.batch_rows,
+        {"source": source.name},
+    )
     reasons: Counter[str] = Counter()
-    records = iter_records(source, resolved.path_of(source), resolved.root)
-    transform = exemplar_rows if source.transform == "exemplar" else pair_rows
-    rows_read = written = 0
-    for item in transform(source, records, limits.max_text_chars):
-        rows_read += 1
+    dropped: Counter[str] = Counter()
+    records = _Counted(iter_records(source, resolved.path_of(source), resolved.root))
+    written = 0
+    for item in run_transform(source, records, limits.max_text_chars, dropped, resolved.root):
         if isinstance(item, Rejected):
-            reasons[item.reason.split(":")[0] if item.reason.startswith("malformed") else item.reason] += 1
-            quarantine.add(
-                {
-                    "source": source.name,
-                    "row_number": item.row_number,
-                    "reason": item.reason,
-                    "raw": item.raw.encode("utf-8", "backslashreplace").decode("utf-8"),
-                }
-            )
+            reasons[_reason_key(item.reason)] += 1
+            raw = _printable(item.raw)
+            quarantine.add(row_number=item.row_number, reason=item.reason, raw=raw)
             continue
         if source.max_rows is not None and written >= source.max_rows:
             break
-        rows.add(_canonical(source, written, item))
+        rows.add(
+            id=f"{source.name}:{written:09d}",
+            query=item.query,
+            positive=item.positive,
+            negatives=item.negatives,
+            label=item.label,
+        )
         written += 1
-    rows.flush()
-    quarantine.flush()
+    rows.close()
+    quarantine.close()
     manifest = SourceManifest(
         source=source.name,
         stage=source.stage.value,
@@ -164,10 +155,12 @@ def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> 
         task_type=source.task_type.value,
         config_hash=config_hash,
         input_fingerprint=fingerprint,
-        rows_read=rows_read,
+        rows_read=records.count,
         rows_written=sum(s.rows for s in rows.shards),
         rows_quarantined=sum(reasons.values()),
         quarantine_reasons=dict(sorted(reasons.items())),
+        rows_dropped=sum(dropped.values()),
+        dropped_reasons=dict(sorted(dropped.items())),
         shards=rows.shards,
         wall_time_s=round(time.perf_counter() - started, 3),
     )
@@ -178,19 +171,15 @@ def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> 
     return manifest
 
 
-def _canonical(source: Source, ordinal: int, row: Row) -> dict:
+def _constants(source: Source) -> dict[str, str]:
+    """Canonical columns that are the same for every row of a source."""
     return {
-        "id": f"{source.name}:{ordinal:09d}",
         "source": source.name,
         "category": source.category,
         "stage": source.stage.value,
         "task_type": source.task_type.value,
         "language": source.languages[0],
         "instruction": source.instruction,
-        "query": row.query,
-        "positive": row.positive,
-        "negatives": row.negatives,
-        "label": row.label,
     }
 
 

@@ -25,9 +25,18 @@ def build_data_steps(profile: Profile, run: RunPaths) -> tuple[dict, dict, dict]
 
 
 @flow(name="build-data")
-def build_data(profile: str = "demo", run_id: str = "demo", runs_dir: str | None = None) -> dict:
-    """Collect the profile's catalog, remove duplicates and balance categories into ``runs/<run_id>/data``."""
-    resolved, run = resolve(profile, run_id, runs_dir)
+def build_data(
+    profile: str = "demo", run_id: str = "demo", runs_dir: str | None = None, catalog: str | None = None
+) -> dict:
+    """Collect the profile's catalog, remove duplicates and balance categories into ``runs/<run_id>/data``.
+
+    Args:
+        profile: profile name in configs/ (e.g. `demo`) or a path to a profile YAML.
+        run_id: name of the run directory under the runs folder; re-using it resumes and reuses cached steps.
+        runs_dir: parent folder of run directories (default: `runs/` in the project, or KALM_RUNS_DIR).
+        catalog: catalog YAML to collect instead of the profile's.
+    """
+    resolved, run = resolve(profile, run_id, runs_dir, catalog=catalog)
     collected, deduped, balanced = build_data_steps(resolved, run)
     get_run_logger().info("balanced data: %s", run.balanced)
     return {"collect": collected, "dedup": deduped, "balance": balanced}

@@ -7,43 +7,36 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows._common import in_run, resolve
 from flows.build_data import build_data_steps
-from tasks.evaluate import evaluate_task
+from flows.evaluate import evaluate_steps
+from flows.soup import soup_steps
+from flows.train import train_steps
 from tasks.report import report_task
-from tasks.soup import soup_task
-from tasks.train import checkpoint_name, train_task
 
 
 @flow(name="full-run")
-def full_run(profile: str = "demo", run_id: str = "demo", runs_dir: str | None = None) -> dict:
-    """Run the whole pipeline for a profile into ``runs/<run_id>``; completed steps are cached."""
-    resolved, run = resolve(profile, run_id, runs_dir)
+def full_run(
+    profile: str = "demo",
+    run_id: str = "demo",
+    runs_dir: str | None = None,
+    catalog: str | None = None,
+    base_model: str | None = None,
+    ray_address: str | None = None,
+) -> dict:
+    """Run the whole pipeline for a profile into ``runs/<run_id>``; completed steps are cached.
+
+    Args:
+        profile: profile name in configs/ (e.g. `demo`) or a path to a profile YAML.
+        run_id: name of the run directory under the runs folder; re-using it resumes and reuses cached steps.
+        runs_dir: parent folder of run directories (default: `runs/` in the project, or KALM_RUNS_DIR).
+        catalog: catalog YAML to collect instead of the profile's.
+        base_model: local path of a pretrained backbone instead of the profile's tiny model.
+        ray_address: Ray cluster to train on (`auto`, `ray://host:port`); empty = a local Ray.
+    """
+    resolved, run = resolve(profile, run_id, runs_dir, catalog, base_model, ray_address)
     collected, deduped, balanced = build_data_steps(resolved, run)
-    profile_json = resolved.model_dump(mode="json")
-    train = in_run(train_task, run)
-    pretrain = train(profile_json, str(run.root), "pretrain", None, balanced["fingerprint"])
-    trains = {"pretrain": pretrain}
-    for seed in resolved.train.soup_seeds:
-        trains[checkpoint_name("finetune", seed)] = train(
-            profile_json,
-            str(run.root),
-            "finetune",
-            seed,
-            balanced["fingerprint"],
-            init_from=pretrain["checkpoint"],
-            init_fingerprint=pretrain["fingerprint"],
-        )
-    finetunes = [t for name, t in trains.items() if name.startswith("finetune")]
-    soup = in_run(soup_task, run)(
-        str(run.root), [t["checkpoint"] for t in finetunes], [t["fingerprint"] for t in finetunes]
-    )
-    wanted = set(resolved.evaluate.models)
-    models = {name: t["checkpoint"] for name, t in trains.items() if name.split("-")[0] in wanted}
-    if "soup" in wanted:
-        models["soup"] = soup["checkpoint"]
-    fingerprints = {name: t["fingerprint"] for name, t in trains.items()} | {"soup": soup["fingerprint"]}
-    evaluation = in_run(evaluate_task, run)(
-        profile_json, str(run.root), models, {n: fingerprints[n] for n in models}
-    )
+    trains = train_steps(resolved, run, balanced["fingerprint"])
+    soup = soup_steps(run, trains)
+    evaluation = evaluate_steps(resolved, run, trains, soup)
     markdown = in_run(report_task, run)(str(run.root), collected, deduped, balanced, trains, evaluation)
     create_markdown_artifact(
         markdown=markdown,

@@ -67,6 +67,7 @@ def collect(
     profile: ProfileOpt = "demo",
     run_id: RunIdOpt = "demo",
     runs_dir: RunsDirOpt = None,
+    catalog: Annotated[Path | None, typer.Option(help="catalog YAML instead of the profile's")] = None,
     source: Annotated[list[str] | None, typer.Option(help="collect only these sources")] = None,
 ) -> None:
     """Collect the catalog's sources into ``data/collected``."""
@@ -74,6 +75,8 @@ def collect(
 
     try:
         resolved, paths = _context(profile, run_id, runs_dir)
+        if catalog is not None:
+            resolved = resolved.model_copy(update={"catalog": str(catalog.resolve()), "demo_data": False})
         prepare_inputs(resolved, paths)
         summary = collect_step(resolved, paths, only=source)
     except _known_errors() as error:
@@ -187,6 +190,33 @@ def report(run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None, profile: Prof
     trains = {name.removeprefix("train-"): s for name, s in steps.items() if name.startswith("train-")}
     report_step(paths, steps["collect"], steps["dedup"], steps["balance"], trains, steps["evaluate"])
     console.print(f"report: {paths.report}")
+
+
+@app.command()
+def serve() -> None:
+    """Start a local Prefect server (127.0.0.1), create the work pool, deploy ``prefect.yaml``, start a worker."""
+    from kalm import serve as server
+    from kalm.settings import get_settings
+
+    settings = get_settings()
+    server.start_server(settings)
+    server.deploy(settings)
+    server.start_worker(settings)
+    url = server.api_url(settings).removesuffix("/api")
+    console.print(f"Prefect UI: {url}  (worker on pool {settings.work_pool!r}; logs in {settings.state_dir})")
+    console.print(
+        f"export PREFECT_API_URL={server.api_url(settings)}  # then: prefect deployment run build-data/demo"
+    )
+
+
+@app.command()
+def stop() -> None:
+    """Stop the worker and server started by ``kalm serve``."""
+    from kalm import serve as server
+    from kalm.settings import get_settings
+
+    stopped = server.stop(get_settings())
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
 if __name__ == "__main__":

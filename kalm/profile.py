@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kalm.balance import BalanceConfig
 from kalm.dedup import DedupConfig
+from kalm.settings import PROJECT_ROOT
 from training.config import TrainConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROFILES_DIR = PROJECT_ROOT / "configs"
 
 

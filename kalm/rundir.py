@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kalm.profile import PROJECT_ROOT
-
-RUNS_DIR = PROJECT_ROOT / "runs"
+from kalm.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -16,7 +14,7 @@ class RunPaths:
 
     @classmethod
     def for_run(cls, run_id: str, runs_dir: Path | None = None) -> RunPaths:
-        return cls((runs_dir or RUNS_DIR) / run_id)
+        return cls((runs_dir or get_settings().runs_dir) / run_id)
 
     @property
     def raw(self) -> Path:

@@ -19,5 +19,10 @@ DEFAULTS = {
 
 
 def configure() -> None:
+    from kalm.settings import get_settings
+
+    offline = get_settings().hf_offline
     for key, value in DEFAULTS.items():
+        if key.endswith("_OFFLINE") and not offline:
+            continue
         os.environ.setdefault(key, value)

@@ -236,3 +236,50 @@ def test_unknown_hub_dataset_is_a_source_error(tmp_path):
     )
     with pytest.raises(SourceError, match="source 'hub': cannot load dataset 'no-such-org/no-such-dataset'"):
         list(iter_records(spec, tmp_path / "no-such-org/no-such-dataset", tmp_path))
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_hub_loader_code_path_on_local_files(tmp_path, streaming):
+    """The ``huggingface`` loader goes through ``datasets.load_dataset`` exactly as for a hub id."""
+    dataset = datasets.Dataset.from_dict(
+        {"question": ["q1", "q2", "q3"], "answer": ["a1", "", "a3"], "label": [1, 0, 1]}
+    )
+    (tmp_path / "hub").mkdir()
+    dataset.to_parquet(str(tmp_path / "hub" / "train.parquet"))
+    dataset.to_json(str(tmp_path / "hub" / "train.jsonl"))
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    dataset.to_parquet(str(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet"))
+    fields = {"query": "question", "positive": "answer"}
+    where = {"column": "label", "equals": 1}
+
+    def hub(path: str, data_files: list[str] | None = None) -> dict:
+        loader = {"kind": "huggingface", "path": path, "streaming": streaming}
+        return loader | ({"data_files": data_files} if data_files else {})
+
+    manifest = collect(
+        tmp_path,
+        source("pq", hub("parquet", ["hub/train.parquet"]), fields, where=where),
+        source("js", hub("json", ["hub/train.jsonl"]), fields),
+        source("repo", hub("repo"), fields),  # a local folder laid out like a hub dataset repo
+    )
+    assert [r["query"] for r in rows(tmp_path, "pq")] == ["q1", "q3"]
+    assert manifest.sources["pq"].dropped_reasons == {"where:label": 1}
+    assert manifest.sources["js"].quarantine_reasons == {"empty_text:positive": 1}
+    assert [r["positive"] for r in rows(tmp_path, "repo")] == ["a1", "a3"]
+    assert manifest.sources["js"].input_fingerprint != manifest.sources["pq"].input_fingerprint
+
+
+def test_shards_are_bounded_and_written_in_row_groups(tmp_path):
+    lines = [json.dumps({"q": f"question {i}", "p": f"answer {i}"}) for i in range(25)]
+    (tmp_path / "qa.jsonl").write_text("\n".join(lines) + "\n")
+    path = tmp_path / "catalog.yaml"
+    spec = source("qa", {"kind": "jsonl", "path": "qa.jsonl"}, {"query": "q", "positive": "p"})
+    limits = {"shard_rows": 10, "batch_rows": 4}
+    path.write_text(yaml.safe_dump({"version": 1, "limits": limits, "sources": [spec]}))
+    manifest = collect_catalog(load_catalog(path, base_dir=tmp_path), tmp_path / "out")
+    shards = manifest.sources["qa"].shards
+    assert [s.rows for s in shards] == [10, 10, 5]
+    files = [pq.ParquetFile(tmp_path / "out" / "qa" / s.file) for s in shards]
+    assert [f.metadata.num_row_groups for f in files] == [3, 3, 2]
+    ids = [r["id"] for f in files for r in f.read().to_pylist()]
+    assert ids == [f"qa:{i:09d}" for i in range(25)]

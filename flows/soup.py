@@ -1,0 +1,29 @@
+"""The ``soup`` flow: average a run's fine-tuned checkpoints."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows._common import in_run, recorded_trains, resolve
+from kalm.rundir import RunPaths
+from tasks.soup import soup_task
+
+
+def soup_steps(run: RunPaths, trains: dict[str, dict]) -> dict:
+    finetunes = [t for name, t in sorted(trains.items()) if name.startswith("finetune")]
+    return in_run(soup_task, run)(
+        str(run.root), [t["checkpoint"] for t in finetunes], [t["fingerprint"] for t in finetunes]
+    )
+
+
+@flow(name="soup")
+def soup(profile: str = "demo", run_id: str = "demo", runs_dir: str | None = None) -> dict:
+    """Uniformly average the ``finetune-seed*`` checkpoints of ``runs/<run_id>`` into ``checkpoints/soup``.
+
+    Args:
+        profile: profile name in configs/ (e.g. `demo`) or a path to a profile YAML.
+        run_id: name of the run directory under the runs folder; re-using it resumes and reuses cached steps.
+        runs_dir: parent folder of run directories (default: `runs/` in the project, or KALM_RUNS_DIR).
+    """
+    _, run = resolve(profile, run_id, runs_dir)
+    return soup_steps(run, recorded_trains(run))

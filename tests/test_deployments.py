@@ -1,0 +1,122 @@
+"""A real Prefect server: deploy prefect.yaml, run build-data/demo through a process worker, look at the UI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kalm import serve
+from kalm.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.slow
+
+DEPLOYMENTS = ["build-data/demo", "train/demo", "soup/demo", "evaluate/demo", "full-run/demo"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("server")
+    settings = Settings(state_dir=root / "state", runs_dir=root / "runs", server_port=free_port())
+    serve.start_server(settings)
+    try:
+        serve.deploy(settings)
+        yield settings
+    finally:
+        serve.stop(settings)
+
+
+def prefect(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        cwd=PROJECT_ROOT,
+        env=serve.server_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+
+
+def test_deployments_are_registered(server):
+    listing = prefect(server, "deployment", "ls").stdout
+    for name in DEPLOYMENTS:
+        assert name in listing
+
+
+def test_build_data_runs_through_a_worker(server):
+    started = prefect(server, "deployment", "run", "build-data/demo", "--param", "run_id=served").stdout
+    flow_run_id = next(line.split()[-1] for line in started.splitlines() if "UUID" in line)
+    serve.start_worker(server, run_once=True)
+    state = wait_for_final_state(server, flow_run_id)
+    assert state == "Completed", (server.state_dir / "worker.log").read_text()[-3000:]
+    balanced = server.runs_dir / "served" / "data" / "balanced"
+    assert list(balanced.glob("part-*.parquet"))
+    assert (server.runs_dir / "served" / "steps" / "balance.json").exists()
+
+
+def wait_for_final_state(settings: Settings, flow_run_id: str, timeout_s: float = 240) -> str:
+    url = f"{serve.api_url(settings)}/flow_runs/{flow_run_id}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            state = json.load(response).get("state") or {}
+        if state.get("type") in FINAL_STATES:
+            return state["name"]
+        time.sleep(2)
+    raise TimeoutError(f"flow run {flow_run_id} not finished after {timeout_s} s")
+
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian chromium is not installed (make test installs it)"
+)
+def test_ui_lists_the_deployments(server, tmp_path):
+    url = serve.api_url(server).removesuffix("/api") + "/deployments"
+    profile = ["--user-data-dir=" + str(tmp_path / "profile"), "--virtual-time-budget=15000"]
+    dom = subprocess.run(
+        ["chromium", *CHROMIUM_FLAGS, *profile, "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    for name in ("build-data", "full-run", "train", "soup", "evaluate"):
+        assert name in dom, f"{name} not on the deployments page"
+    shot = Path(tmp_path / "deployments.png")
+    subprocess.run(
+        ["chromium", *CHROMIUM_FLAGS, *profile, "--window-size=1400,900", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 10_000
+    artifacts = PROJECT_ROOT / "runs" / "ui-screenshots"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, artifacts / "deployments.png")
