@@ -1,10 +1,18 @@
-"""End to end: the full-run flow on the demo profile, then again with every step cached."""
+"""End to end: the full-run flow on the demo profile, a cached re-run, and a SIGKILL mid-training then resume."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+
+from kalm.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +24,7 @@ EXPECTED_TASKS = {
     "DemoPairClassification",
     "DemoReranking",
 }
+CHECKPOINTS = ("pretrain", "finetune-seed0", "finetune-seed1", "soup")
 
 
 def task_run_states(flow_run_id) -> dict[str, str]:
@@ -27,35 +36,101 @@ def task_run_states(flow_run_id) -> dict[str, str]:
     return {run.name: run.state.name for run in runs}
 
 
-def test_full_run_then_cached_rerun(prefect_harness, tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(prefect_harness, tmp_path_factory):
     from flows.full_run import full_run
 
-    state = full_run(profile="demo", run_id="e2e", runs_dir=str(tmp_path), return_state=True)
+    runs_dir = tmp_path_factory.mktemp("runs")
+    state = full_run(profile="demo", run_id="e2e", runs_dir=str(runs_dir), return_state=True)
     assert state.is_completed(), state.message
+    return runs_dir / "e2e", state
+
+
+def test_full_run_outputs(uninterrupted):
+    run_dir, state = uninterrupted
     result = state.result()
-    run_dir = tmp_path / "e2e"
     report = (run_dir / "report.md").read_text()
     assert "## Evaluation" in report and "soup" in report
     evaluation = result["evaluation"]
-    assert set(evaluation) == {"pretrain", "finetune-seed0", "finetune-seed1", "soup"}
+    assert set(evaluation) == set(CHECKPOINTS)
     for scores in evaluation.values():
         assert set(scores["scores"]) == EXPECTED_TASKS
         assert all(0.0 <= s["main_score"] <= 1.0 for s in scores["scores"].values())
     assert (run_dir / "eval" / "soup" / "scores.json").exists()
     soup = json.loads((run_dir / "checkpoints" / "soup" / "soup.json").read_text())
     assert len(soup["ingredients"]) == 2
-    for name in ("pretrain", "finetune-seed0", "finetune-seed1"):
+    for name in CHECKPOINTS[:3]:
         metrics = json.loads((run_dir / "steps" / f"train-{name}.json").read_text())["metrics"]
         assert metrics["steps"] > 0 and metrics["final_loss"] == metrics["final_loss"]  # not NaN
-    first_states = task_run_states(state.state_details.flow_run_id)
-    assert set(first_states.values()) == {"Completed"}
+    assert set(task_run_states(state.state_details.flow_run_id).values()) == {"Completed"}
 
+
+def test_rerun_is_all_cached(uninterrupted):
+    from flows.full_run import full_run
+
+    run_dir, first = uninterrupted
     weights = run_dir / "checkpoints" / "soup" / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
-    again = full_run(profile="demo", run_id="e2e", runs_dir=str(tmp_path), return_state=True)
+    again = full_run(profile="demo", run_id="e2e", runs_dir=str(run_dir.parent), return_state=True)
     assert again.is_completed()
     states = task_run_states(again.state_details.flow_run_id)
-    assert len(states) == len(first_states) >= 9
+    assert len(states) == len(task_run_states(first.state_details.flow_run_id)) >= 9
     assert set(states.values()) == {"Cached"}, states
     assert weights.stat().st_mtime_ns == mtime
-    assert again.result()["evaluation"] == evaluation
+    assert again.result()["evaluation"] == first.result()["evaluation"]
+
+
+def kalm_run(runs_dir: Path, log: Path) -> subprocess.Popen:
+    env = dict(os.environ)
+    for key in [k for k in env if k.startswith("PREFECT_API")]:
+        env.pop(key)  # a fresh process with its own ephemeral API, as a user's shell would have
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kalm.cli",
+            "run",
+            "--profile",
+            "demo",
+            "--run-id",
+            "e2e",
+            "--runs-dir",
+            str(runs_dir),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_sigkill_during_training_then_resume(uninterrupted, tmp_path):
+    reference_dir, _ = uninterrupted
+    run_dir = tmp_path / "e2e"
+    first = kalm_run(tmp_path, tmp_path / "first.log")
+    deadline = time.monotonic() + 400
+    while not (run_dir / "steps" / "train-pretrain.json").exists():
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "pre-training did not finish in time"
+        time.sleep(0.5)
+    time.sleep(3)  # into the first fine-tuning stage
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not (run_dir / "checkpoints" / "soup").exists(), "killed too late: the run had already finished"
+    pretrain_weights = (run_dir / "checkpoints" / "pretrain" / "model.safetensors").stat().st_mtime_ns
+
+    second = kalm_run(tmp_path, tmp_path / "second.log")
+    assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    log = (tmp_path / "second.log").read_text()
+    for step in ("collect", "dedup", "balance"):
+        assert f"Task run '{step}-" in log
+    cached = [line for line in log.splitlines() if "Finished in state Cached" in line]
+    assert len(cached) >= 4, log[-3000:]  # collect, dedup, balance, pre-train
+    assert (run_dir / "checkpoints" / "pretrain" / "model.safetensors").stat().st_mtime_ns == pretrain_weights
+    for name in CHECKPOINTS:
+        resumed = (run_dir / "checkpoints" / name / "model.safetensors").read_bytes()
+        assert resumed == (reference_dir / "checkpoints" / name / "model.safetensors").read_bytes(), name
+    assert json.loads((run_dir / "eval" / "soup" / "scores.json").read_text()) == json.loads(
+        (reference_dir / "eval" / "soup" / "scores.json").read_text()
+    )

@@ -1,0 +1,112 @@
+"""The mteb encoder that puts a `TextEmbedder` behind KaLM-Embedding-V2's prompting scheme.
+
+KaLM-V2 is trained with an instruction on the query side only, so evaluation must reproduce that exactly or the
+scores measure a different model:
+
+* retrieval / reranking queries: ``"Instruct: {instruction} \\n Query: " + text``;
+* retrieval / reranking documents: the bare text (mteb has already joined title and body);
+* symmetric tasks (STS, PairClassification): the instruction on both sides;
+* Classification and Clustering: every text is treated as a query and gets the instruction.
+
+mteb tells the encoder which side it is encoding through `prompt_type`: `document` for corpora, `query` for
+queries and `None` for everything symmetric or single-sided. So the rule is simply "document -> no
+instruction, anything else -> instruction", with the instruction taken from the task metadata's `prompt`
+(filled from task.json's `instruction` by `load_local_tasks`).
+
+`use_instructions=False` turns all instructions off; that is for baselines that were never trained with them
+(e.g. all-MiniLM-L6-v2, whose published scores are instruction-free and drop noticeably with the prefix).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from mteb.models.abs_encoder import AbsEncoder
+from mteb.models.model_meta import ModelMeta, ScoringFunction
+from mteb.types import PromptType
+
+from data_catalog.schema import format_query
+from kalm.evaluation.protocol import TextEmbedder, l2_normalise
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from mteb.abstasks.task_metadata import TaskMetadata
+    from torch.utils.data import DataLoader
+
+
+def task_instruction(task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str:
+    """The instruction for one side of a task: none for documents, the task prompt otherwise."""
+    if prompt_type == PromptType.document:
+        return ""
+    prompt = task_metadata.prompt
+    if isinstance(prompt, dict):
+        key = (prompt_type or PromptType.query).value
+        return str(prompt.get(key) or "")
+    return prompt or ""
+
+
+def encode_length_sorted(embedder: TextEmbedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    """Encode longest-first so each batch holds texts of similar length, then restore the input order.
+
+    Padding is per batch, so sorting cuts wasted compute substantially on mixed-length data (corpora next to
+    one-line queries). The stable sort keeps ties in input order, making the batching deterministic.
+    """
+    if len(texts) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    sorted_vectors = np.asarray(embedder.encode([texts[i] for i in order], batch_size=batch_size))
+    if sorted_vectors.shape[0] != len(texts):
+        raise ValueError(
+            f"embedder {embedder.name!r} returned {sorted_vectors.shape[0]} vectors for {len(texts)} texts"
+        )
+    vectors = np.empty_like(sorted_vectors)
+    vectors[np.asarray(order)] = sorted_vectors
+    return l2_normalise(vectors)
+
+
+def build_model_meta(embedder: TextEmbedder, *, use_instructions: bool = True) -> ModelMeta:
+    """mteb metadata for the embedder; mteb skips models that lack it, and keys result files on name+revision."""
+    name = embedder.name if "/" in embedder.name else f"local/{embedder.name}"
+    return ModelMeta.create_empty(
+        overwrites={
+            "name": name,
+            "revision": embedder.revision,
+            "similarity_fn_name": ScoringFunction.COSINE,
+            "use_instructions": use_instructions,
+            "open_weights": True,
+        }
+    )
+
+
+class KalmMtebEncoder(AbsEncoder):
+    """mteb `EncoderProtocol` implementation over any `TextEmbedder`, with KaLM-V2 prompts."""
+
+    def __init__(
+        self, embedder: TextEmbedder, *, batch_size: int = 32, use_instructions: bool = True
+    ) -> None:
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self.use_instructions = use_instructions
+        self.mteb_model_meta = build_model_meta(embedder, use_instructions=use_instructions)
+
+    def encode(
+        self,
+        inputs: DataLoader[Any],
+        *,
+        task_metadata: TaskMetadata,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: PromptType | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Embed every text of the mteb dataloader, with the instruction mteb's `prompt_type` calls for."""
+        texts = [text for batch in inputs for text in batch["text"]]
+        instruction = task_instruction(task_metadata, prompt_type) if self.use_instructions else ""
+        texts = [format_query(instruction, text) for text in texts]
+        batch_size = int(kwargs.get("batch_size") or self.batch_size)
+        return encode_length_sorted(self.embedder, texts, batch_size)
+
+    def __repr__(self) -> str:
+        return f"KalmMtebEncoder({self.embedder!r})"
