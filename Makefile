@@ -22,11 +22,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Debian's chromium for the UI screenshot test; installed when missing and apt-get is usable (root).
+# Debian's chromium (UI screenshot test) and docker-compose (compose file validation), installed when missing
+# and apt-get is usable (root); otherwise those two tests are skipped with a reason.
 system-deps:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-	  echo "chromium not installed: the UI screenshot test will be skipped"
+	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose >/dev/null; } || \
+	  echo "chromium/docker-compose not installed: the UI and compose tests will be skipped"
 
 test: lint system-deps
 	$(BIN)/pytest

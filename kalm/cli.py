@@ -152,6 +152,9 @@ def evaluate(
     tasks_dir: Annotated[Path | None, typer.Option(help="tasks in the shared/datasets/eval layout")] = None,
     output: Annotated[Path | None, typer.Option(help="where mteb result JSON goes")] = None,
     task: Annotated[list[str] | None, typer.Option(help="only these tasks")] = None,
+    instructions: Annotated[
+        bool, typer.Option(help="KaLM instructions on queries (off for models trained without them)")
+    ] = True,
     profile: ProfileOpt = "demo",
     run_id: RunIdOpt = "demo",
     runs_dir: RunsDirOpt = None,
@@ -162,7 +165,11 @@ def evaluate(
     resolved, paths = _context(profile, run_id, runs_dir)
     if model is not None:
         target = tasks_dir or tasks_dir_for(resolved, paths)
-        results = {model.name: evaluate_model(model, target, output or paths.eval / model.name, task)}
+        results = {
+            model.name: evaluate_model(
+                model, target, output or paths.eval / model.name, task, use_instructions=instructions
+            )
+        }
     else:
         models = {
             p.name: str(p) for p in sorted(paths.checkpoints.iterdir()) if (p / "modules.json").exists()
@@ -190,6 +197,22 @@ def report(run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None, profile: Prof
     trains = {name.removeprefix("train-"): s for name, s in steps.items() if name.startswith("train-")}
     report_step(paths, steps["collect"], steps["dedup"], steps["balance"], trains, steps["evaluate"])
     console.print(f"report: {paths.report}")
+
+
+@app.command()
+def lineage(
+    artefact: Annotated[Path, typer.Argument(help="a checkpoint, a data folder or a run step name")],
+) -> None:
+    """Print what produced an artefact, back through its parents to the raw inputs."""
+    from kalm.lineage import chain, find_run_root, read_lineage, step_of
+
+    try:
+        root = find_run_root(artefact.resolve())
+        step = step_of(read_lineage(root), artefact, root)
+    except FileNotFoundError as error:
+        _fail(error)
+    for line in chain(root, step):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command()

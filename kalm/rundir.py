@@ -64,13 +64,24 @@ class RunPaths:
         return self.root / "report.md"
 
 
-def record_step(run: RunPaths, name: str, summary: dict) -> dict:
-    """Keep a step's summary in ``steps/<name>.json`` so later commands (report, lineage) can read it."""
+def record_step(
+    run: RunPaths,
+    name: str,
+    summary: dict,
+    parents: tuple[str, ...] = (),
+    inputs: dict[str, str] | None = None,
+) -> dict:
+    """Keep a step's summary in ``steps/<name>.json`` (what ``kalm report`` reads) and its lineage record."""
     import json
+
+    from kalm.lineage import write_lineage
 
     folder = run.root / "steps"
     folder.mkdir(parents=True, exist_ok=True)
+    recorded = read_steps(run)
+    parent_fps = {parent: recorded.get(parent, {}).get("fingerprint", "unknown") for parent in parents}
     (folder / f"{name}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_lineage(run.root, name, summary, parent_fps, inputs or {})
     return summary
 
 

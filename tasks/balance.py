@@ -5,16 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from kalm.balance import BalanceConfig, balance_dataset
-from kalm.hashing import hash_directory
+from kalm.hashing import hash_directory, hash_value
 from kalm.rundir import RunPaths, record_step
 from tasks._prefect import pipeline_task
 
 
 def balance_step(config: BalanceConfig, run: RunPaths) -> dict:
     stats = balance_dataset(run.dedup, run.balanced, config)
-    return record_step(
-        run, "balance", {"fingerprint": hash_directory(run.balanced), "stats": stats.model_dump(mode="json")}
-    )
+    summary = {
+        "output": str(run.balanced),
+        "fingerprint": hash_directory(run.balanced),
+        "config_hash": hash_value(config.model_dump(mode="json")),
+        "stats": stats.model_dump(mode="json"),
+    }
+    return record_step(run, "balance", summary, parents=("dedup",))
 
 
 @pipeline_task("balance")

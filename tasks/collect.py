@@ -36,7 +36,9 @@ def collect_step(profile: Profile, run: RunPaths, only: list[str] | None = None)
         run,
         "collect",
         {
+            "output": str(run.collected),
             "fingerprint": manifest.fingerprint,
+            "config_hash": manifest.config_hash,
             "rows_by_source": {name: m.rows_written for name, m in manifest.sources.items()},
             "rows_by_category": manifest.rows_by("category"),
             "rows_by_stage": manifest.rows_by("stage"),
@@ -44,6 +46,7 @@ def collect_step(profile: Profile, run: RunPaths, only: list[str] | None = None)
                 name: m.quarantine_reasons for name, m in manifest.sources.items() if m.rows_quarantined
             },
         },
+        inputs={f"source:{name}": m.input_fingerprint for name, m in manifest.sources.items()},
     )
 
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from kalm.dedup import DedupConfig, dedup_dataset
-from kalm.hashing import hash_directory
+from kalm.hashing import hash_directory, hash_value
 from kalm.rundir import RunPaths, record_step
 from tasks._prefect import pipeline_task
 
 
 def dedup_step(config: DedupConfig, run: RunPaths) -> dict:
     stats = dedup_dataset(run.collected, run.dedup, config)
-    return record_step(
-        run, "dedup", {"fingerprint": hash_directory(run.dedup), "stats": stats.model_dump(mode="json")}
-    )
+    summary = {
+        "output": str(run.dedup),
+        "fingerprint": hash_directory(run.dedup),
+        "config_hash": hash_value(config.model_dump(mode="json")),
+        "stats": stats.model_dump(mode="json"),
+    }
+    return record_step(run, "dedup", summary, parents=("collect",))
 
 
 @pipeline_task("dedup")

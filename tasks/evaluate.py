@@ -25,9 +25,17 @@ def evaluate_model(
     task_names: list[str] | None = None,
     batch_size: int = 32,
     name: str | None = None,
+    use_instructions: bool = True,
 ) -> dict:
     embedder = SentenceTransformerEmbedder(model_path, name=name)
-    scores = evaluate_embedder(embedder, tasks_dir, output_dir, task_names=task_names, batch_size=batch_size)
+    scores = evaluate_embedder(
+        embedder,
+        tasks_dir,
+        output_dir,
+        task_names=task_names,
+        batch_size=batch_size,
+        use_instructions=use_instructions,
+    )
     return {
         "model": str(model_path),
         "scores": {k: v.model_dump(mode="json") for k, v in scores.items()},

@@ -20,6 +20,7 @@ def soup_step(run: RunPaths, ingredients: list[Path]) -> dict:
             "fingerprint": hash_file(output / WEIGHTS_FILE),
             "ingredients": [str(p) for p in ingredients],
         },
+        parents=tuple(f"train-{p.name}" for p in ingredients),
     )
 
 

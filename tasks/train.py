@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kalm.hashing import hash_file
+from kalm.hashing import hash_file, hash_value
 from kalm.profile import Profile
 from kalm.rundir import RunPaths, record_step
 from tasks._prefect import pipeline_task
@@ -41,9 +41,11 @@ def train_step(
         {
             "checkpoint": str(output),
             "fingerprint": hash_file(output / WEIGHTS_FILE),
+            "config_hash": hash_value(job.model_dump(mode="json")),
             "metrics": {k: metrics[k] for k in ("final_loss", "steps", "examples", "tokens", "wall_time_s")},
             "losses": metrics["losses"],
         },
+        parents=("balance", "train-pretrain") if init_from else ("balance",),
     )
 
 

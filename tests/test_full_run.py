@@ -65,6 +65,28 @@ def test_full_run_outputs(uninterrupted):
     assert set(task_run_states(state.state_details.flow_run_id).values()) == {"Completed"}
 
 
+def test_lineage_traces_the_soup_to_its_inputs(uninterrupted):
+    from kalm.lineage import chain, read_lineage, step_of
+
+    run_dir, _ = uninterrupted
+    records = read_lineage(run_dir)
+    step = step_of(records, run_dir / "checkpoints" / "soup", run_dir)
+    assert step == "soup"
+    text = "\n".join(chain(run_dir, step))
+    for ancestor in (
+        "train-finetune-seed0",
+        "train-finetune-seed1",
+        "train-pretrain",
+        "balance",
+        "dedup",
+        "collect",
+        "input source:demo_articles",
+    ):
+        assert ancestor in text
+    assert "[changed since]" not in text
+    assert records["soup"]["packages"]["torch"].startswith("2.")
+
+
 def test_rerun_is_all_cached(uninterrupted):
     from flows.full_run import full_run
 
