@@ -8,13 +8,28 @@ from kalm.report import render_report
 def test_report_sections_and_scores():
     collect = {"rows_by_category": {"qa": 10, "nli": 5}, "quarantined": {"src": {"malformed_json": 2}}}
     dedup = {"stats": {"rows_in": 15, "exact_duplicates": 2, "near_duplicates": 1, "rows_out": 12}}
-    balance = {"stats": {"stages": {"finetune": {"qa": {"rows_before": 8, "rows_after": 6,
-                                                       "share_before": 0.5, "share_after": 0.5}}}}}
-    trains = {"pretrain": {"metrics": {"steps": 3, "examples": 12, "final_loss": 0.5, "wall_time_s": 1.0},
-                           "losses": [2.0, 1.0, 0.5]}}
+    balance = {
+        "stats": {
+            "stages": {
+                "finetune": {
+                    "qa": {"rows_before": 8, "rows_after": 6, "share_before": 0.5, "share_after": 0.5}
+                }
+            }
+        }
+    }
+    trains = {
+        "pretrain": {
+            "metrics": {"steps": 3, "examples": 12, "final_loss": 0.5, "wall_time_s": 1.0},
+            "losses": [2.0, 1.0, 0.5],
+        }
+    }
     score = {"main_score": 0.8123, "task_type": "STS", "main_score_name": "cosine_spearman"}
-    evaluation = {"soup": {"scores": {"DemoSTS": score},
-                           "summary": {"mean_over_tasks": 0.8123, "mean_over_task_types": 0.8123}}}
+    evaluation = {
+        "soup": {
+            "scores": {"DemoSTS": score},
+            "summary": {"mean_over_tasks": 0.8123, "mean_over_task_types": 0.8123},
+        }
+    }
     markdown = render_report("r1", collect, dedup, balance, trains, evaluation)
     assert "# kalm-pipeline run `r1`" in markdown
     assert "| qa | 10 |" in markdown and "malformed_json: 2" in markdown
