@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class _Strict(BaseModel):
@@ -32,6 +34,30 @@ class ModelConfig(_Strict):
     attn_implementation: Literal["eager", "sdpa"] = "sdpa"
 
 
+class MixingConfig(_Strict):
+    """Online hard-negative mixing (KaLM-V2): ``k`` synthetic negatives per query from its own hard negatives."""
+
+    enabled: bool = False
+    k: int = Field(default=2, gt=0, description="synthetic negatives per query")
+    pair_choice: Literal["hardest", "random"] = "hardest"
+    detach: bool = Field(default=True, description="no gradient through the synthetic negatives (MoCHi)")
+
+
+class MatryoshkaConfig(_Strict):
+    """MRL: the loss at each truncated, renormalised dimension, weighted and summed (dims ≤ model width)."""
+
+    dims: list[int] = Field(min_length=1)
+    weights: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> MatryoshkaConfig:
+        if len(self.dims) != len(self.weights):
+            raise ValueError(f"{len(self.dims)} matryoshka dims but {len(self.weights)} weights")
+        if any(d <= 0 for d in self.dims) or len(set(self.dims)) != len(self.dims):
+            raise ValueError(f"matryoshka dims must be distinct and positive, got {self.dims}")
+        return self
+
+
 class StageConfig(_Strict):
     name: str
     data_stage: Literal["pretrain", "finetune"]
@@ -45,6 +71,39 @@ class StageConfig(_Strict):
     weight_decay: float = 0.0
     seed: int = 0
     grad_clip: float = 1.0
+    focal_gamma: float = Field(default=0.0, ge=0, description="focal weight (1 - p)^gamma; 0 = plain InfoNCE")
+    mixing: MixingConfig = MixingConfig()
+    matryoshka: MatryoshkaConfig | None = Field(default=None, description="None trains the full width only")
+    mask_same_label: bool = Field(
+        default=True, description="drop same-label in-batch positives (classification/clustering rows)"
+    )
+    homogeneous_ratio: float = Field(default=1.0, ge=0, le=1, description="share of a batch from one source")
+    length_bucketing: int = Field(
+        default=0, ge=0, description="sort by length within chunks of this many batches; 0 = off"
+    )
+    bf16: bool = Field(default=False, description="bf16 autocast (CUDA only; ignored on CPU)")
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> StageConfig:
+        if self.mixing.enabled and self.hard_negatives < 2:
+            raise ValueError(f"mixing needs at least 2 hard negatives per query, got {self.hard_negatives}")
+        return self
+
+
+class StageRecipe(_Strict):
+    """A stage's recipe file (``training/configs/<stage>.yaml``): the model settings and the stage settings."""
+
+    model: ModelConfig = ModelConfig()
+    stage: StageConfig
+
+    @classmethod
+    def from_yaml(cls, path: Path | str) -> StageRecipe:
+        """Load ``path``, or a bare name (``"finetune"``) from ``training/configs/``."""
+        path = Path(path)
+        if not path.suffix:
+            path = CONFIGS_DIR / f"{path}.yaml"
+        return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
 class ScalingConfig(_Strict):
@@ -60,6 +119,19 @@ class TrainConfig(_Strict):
     finetune: StageConfig
     soup_seeds: list[int] = Field(default=[0, 1], min_length=1)
     scaling: ScalingConfig = ScalingConfig()
+
+    @model_validator(mode="after")
+    def _check_matryoshka_width(self) -> TrainConfig:
+        """With the tiny backbone the width is known here: MRL dims beyond it fail at load, not mid-run."""
+        if self.model.base is None:
+            width = self.model.tiny.hidden_size
+            for stage in (self.pretrain, self.finetune):
+                if stage.matryoshka and max(stage.matryoshka.dims) > width:
+                    raise ValueError(
+                        f"stage {stage.name}: matryoshka dims {stage.matryoshka.dims} exceed the tiny "
+                        f"backbone's width {width}"
+                    )
+        return self
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> TrainConfig:

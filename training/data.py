@@ -1,8 +1,8 @@
-"""Training examples from canonical Parquet, and same-task batches sharded across ranks.
+"""Training examples from canonical Parquet, and the choice of each example's hard negatives.
 
-An example is ``(query text with its instruction, positive, hard negatives)``. Batches are drawn from one
-source at a time (KaLM/GritLM task-homogeneous batching), shuffled with a seed, and every rank takes its own
-contiguous slice of each global batch, so ranks never see the same example in a step.
+An example is ``(source, query text with its instruction, positive, hard negatives, label)``; ``label`` is set
+for classification/clustering rows (exemplar positives) and drives same-label masking in the loss. Batching
+lives in :mod:`training.sampler`.
 """
 
 from __future__ import annotations
@@ -45,40 +45,24 @@ def load_examples(data_dir: Path, stage: str) -> list[Example]:
 
 
 def choose_negatives(example: Example, count: int, pool: list[Example], rng: random.Random) -> list[str]:
-    """``count`` hard negatives: the example's own (sampled with repetition when short, as KaLM does),
-    or positives of other same-source examples when it has none."""
+    """``count`` hard negatives for ``example``.
+
+    The example's own mined negatives come first (sampled with repetition when there are fewer than ``count``,
+    as KaLM does). An example without any falls back to the positives of *other* examples in ``pool`` (its
+    source), never a text equal to its own positive. When the pool has no such positive either, there is no
+    sensible negative to pick, so this raises a ``ValueError`` naming the source (rather than training on a
+    duplicate of the positive).
+    """
     if count == 0:
         return []
     if example.negatives:
         own = list(example.negatives)
         return rng.sample(own, count) if len(own) >= count else [rng.choice(own) for _ in range(count)]
     others = [e.positive for e in pool if e.positive != example.positive]
+    if not others:
+        raise ValueError(
+            f"source {example.source!r}: an example has no hard negatives and no other distinct positive in "
+            f"its source to use as one ({len(pool)} examples in the pool); mine negatives for this source or "
+            "train it with hard_negatives: 0"
+        )
     return [rng.choice(others) for _ in range(count)]
-
-
-def global_batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Same-source batches of exactly ``batch_size`` indices; leftovers are pooled into mixed batches."""
-    rng = random.Random(f"{seed}:{epoch}")
-    by_source: dict[str, list[int]] = {}
-    for index, example in enumerate(examples):
-        by_source.setdefault(example.source, []).append(index)
-    batches: list[list[int]] = []
-    leftovers: list[int] = []
-    for source in sorted(by_source):
-        indices = by_source[source]
-        rng.shuffle(indices)
-        full = len(indices) - len(indices) % batch_size
-        batches.extend(indices[i : i + batch_size] for i in range(0, full, batch_size))
-        leftovers.extend(indices[full:])
-    rng.shuffle(leftovers)
-    full = len(leftovers) - len(leftovers) % batch_size
-    batches.extend(leftovers[i : i + batch_size] for i in range(0, full, batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def rank_slice(batch: list[int], rank: int, world_size: int) -> list[int]:
-    if len(batch) % world_size:
-        raise ValueError(f"global batch {len(batch)} is not divisible by {world_size} ranks")
-    per_rank = len(batch) // world_size
-    return batch[rank * per_rank : (rank + 1) * per_rank]

@@ -3,7 +3,7 @@
 KaLM-V2 (paper v1) averages several fine-tuned checkpoints, in the spirit of LM-Cocktail. Ingredients must
 have identical parameter names and shapes; anything else is an error that names the first mismatch. The
 soup folder is a copy of the first ingredient (configs, tokenizer, pooling) with averaged weights, plus
-``soup.json`` recording the ingredients and weights.
+``soup.json`` recording the ingredients and weights. `greedy_soup` picks the ingredients by dev score.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -81,3 +81,76 @@ def make_soup(ingredients: Sequence[Path], output_dir: Path, weights: Sequence[f
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_compatible(paths: Sequence[Path]) -> None:
+    """Fail early, naming the first differing parameter, if the checkpoints cannot be averaged.
+
+    Reads only the safetensors headers, so a greedy soup over large checkpoints does not discover a stray
+    architecture after several trial soups.
+    """
+    from safetensors import safe_open
+
+    def shapes(path: Path) -> dict[str, tuple[int, ...]]:
+        file = path / WEIGHTS_FILE
+        if not file.exists():
+            raise SoupError(f"{path}: no {WEIGHTS_FILE}")
+        with safe_open(str(file), framework="pt") as handle:
+            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+
+    if not paths:
+        raise SoupError("need at least one ingredient")
+    reference = shapes(paths[0])
+    for path in paths[1:]:
+        other = shapes(path)
+        if other.keys() != reference.keys():
+            name = sorted(set(reference) ^ set(other))[0]
+            raise SoupError(f"{path} differs from {paths[0]} in parameter names (first: {name!r})")
+        for name, shape in other.items():
+            if shape != reference[name]:
+                raise SoupError(
+                    f"{path}: {name!r} has shape {shape}, expected {reference[name]} ({paths[0]})"
+                )
+
+
+def greedy_soup(
+    candidates: Sequence[Path],
+    dev_score: Callable[[Path], float],
+    output_dir: Path,
+    *,
+    candidate_scores: Mapping[Path, float] | None = None,
+) -> tuple[Path, list[Path]]:
+    """Greedy soup (Wortsman et al. 2022, Algorithm 1): returns the soup folder and the chosen ingredients.
+
+    Candidates are ranked by their own dev score (``candidate_scores`` where given, e.g. read from the results
+    store, else ``dev_score``); the best one starts the soup and each next one is kept only if the uniform
+    soup with it scores strictly higher on dev than without it. Greedy rather than uniform because a
+    candidate from a different basin drags a uniform soup below its best ingredient; greedy never ends below
+    it. ``soup.json`` records the ranking, every trial's score and the chosen ingredients.
+    """
+    candidates = [Path(p) for p in candidates]
+    check_compatible(candidates)
+    given = {Path(p): float(s) for p, s in (candidate_scores or {}).items()}
+    own = {p: given[p] if p in given else float(dev_score(p)) for p in candidates}
+    ranked = sorted(candidates, key=lambda p: -own[p])  # stable: ties keep the given order
+    chosen, best = [ranked[0]], own[ranked[0]]
+    trials = [{"added": str(ranked[0]), "dev_score": best, "accepted": True}]
+    trial_dir = output_dir.with_name(output_dir.name + ".trial")
+    for candidate in ranked[1:]:
+        score = float(dev_score(make_soup([*chosen, candidate], trial_dir)))
+        accepted = score > best
+        trials.append({"added": str(candidate), "dev_score": score, "accepted": accepted})
+        if accepted:
+            chosen.append(candidate)
+            best = score
+    shutil.rmtree(trial_dir, ignore_errors=True)
+    make_soup(chosen, output_dir)
+    record = json.loads((output_dir / "soup.json").read_text())
+    record.update(
+        method="greedy",
+        dev_score=best,
+        candidates=[{"path": str(p), "dev_score": own[p]} for p in ranked],
+        trials=trials,
+    )
+    (output_dir / "soup.json").write_text(json.dumps(record, indent=2) + "\n")
+    return output_dir, chosen

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import InfoNCELoss
+from training.losses import NO_LABEL, InfoNCELoss, encode_labels, label_id
 
 
 def _embeddings(queries: int, group: int, dim: int = 8, seed: int = 0):
@@ -23,13 +23,41 @@ def _embeddings(queries: int, group: int, dim: int = 8, seed: int = 0):
     return q, d
 
 
-def reference_loss(q: torch.Tensor, d: torch.Tensor, temperature: float, group: int, gamma: float = 0.0):
-    """Per-query loop: -log softmax over every document of the batch, the target at i * group."""
+def reference_loss(
+    q: torch.Tensor,
+    d: torch.Tensor,
+    temperature: float,
+    group: int,
+    gamma: float = 0.0,
+    labels: list[str | None] | None = None,
+    extra: torch.Tensor | None = None,
+):
+    """Per-query loop: -log softmax over the batch's documents, the target at i * group.
+
+    ``labels``: query i's denominator skips the positive (slot j * group) of every other query j with the same
+    non-null label. ``extra`` [B, K, d]: query i's own extra negatives, appended to its denominator only.
+    """
     per_query = []
     for i in range(q.shape[0]):
-        scores = torch.stack([(q[i] * d[j]).sum() / temperature for j in range(d.shape[0])])
-        log_z = torch.logsumexp(scores, dim=0)
-        log_p = scores[i * group] - log_z
+        scores = []
+        for j in range(d.shape[0]):
+            owner = j // group
+            is_positive = j % group == 0
+            if (
+                labels is not None
+                and is_positive
+                and owner != i
+                and labels[i] is not None
+                and labels[owner] == labels[i]
+            ):
+                continue
+            scores.append((q[i] * d[j]).sum() / temperature)
+            if j == i * group:
+                target = len(scores) - 1
+        if extra is not None:
+            scores.extend((q[i] * extra[i, k]).sum() / temperature for k in range(extra.shape[1]))
+        scores = torch.stack(scores)
+        log_p = scores[target] - torch.logsumexp(scores, dim=0)
         weight = (1.0 - log_p.exp()).detach() ** gamma
         per_query.append(-weight * log_p)
     return torch.stack(per_query).mean()
@@ -115,8 +143,92 @@ def test_wrong_document_count_raises(queries, documents, group):
         InfoNCELoss(group_size=group)(q, d)
 
 
+# -------------------------------------------------------------------------------------- same-label mask
+LABELS = ["red", None, "blue", "red", "red", "blue"]
+
+
+def _labelled_value_and_grads(q, d, temperature, group, gamma, labels):
+    loss_fn = InfoNCELoss(temperature=temperature, group_size=group, focal_gamma=gamma, cross_device=False)
+    return _value_and_grads(lambda a, b: loss_fn(a, b, encode_labels(labels)), q, d)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5])
+@pytest.mark.parametrize("group", [1, 4])
+def test_same_label_masking_matches_reference(group, gamma):
+    temperature = 0.05
+    q, d = _embeddings(6, group, seed=4)
+    loss, gq, gd = _labelled_value_and_grads(q, d, temperature, group, gamma, LABELS)
+    ref, ref_gq, ref_gd = _value_and_grads(
+        lambda a, b: reference_loss(a, b, temperature, group, gamma, labels=LABELS), q.double(), d.double()
+    )
+    scale = 1.0 / temperature
+    _close(loss, ref.float(), scale)
+    _close(gq, ref_gq.float(), scale)
+    _close(gd, ref_gd.float(), scale)
+    plain = InfoNCELoss(temperature=temperature, group_size=group, focal_gamma=gamma, cross_device=False)
+    assert float(loss) < float(plain(q, d))  # fewer negatives, lower loss
+
+
+def test_masked_positives_do_not_reach_a_same_label_query():
+    """Query 0 ("red") ignores the positives of queries 3 and 4 (also "red"): moving them leaves its gradient."""
+    q, d = _embeddings(6, 1, seed=5)
+    moved = d.clone()
+    moved[3:5] = F.normalize(torch.randn(2, d.shape[1], generator=torch.Generator().manual_seed(1)), dim=-1)
+    loss_fn = InfoNCELoss(temperature=0.05, group_size=1, cross_device=False)
+
+    def query0_grad(docs, labels):
+        _, gq, _ = _value_and_grads(lambda a, b: loss_fn(a, b, labels), q, docs)
+        return gq[0]
+
+    labels = encode_labels(LABELS)
+    torch.testing.assert_close(query0_grad(d, labels), query0_grad(moved, labels), rtol=0, atol=1e-7)
+    assert not torch.allclose(query0_grad(d, None), query0_grad(moved, None))  # unmasked: they matter
+    moved_blue = d.clone()
+    moved_blue[2] = moved[3]
+    assert not torch.allclose(query0_grad(d, labels), query0_grad(moved_blue, labels))  # "blue" is a negative
+
+
+@pytest.mark.parametrize(
+    "labels", [[None] * 6, ["a", "b", "c", "d", "e", "f"], ["a", None, "b", None, "c", None]]
+)
+def test_labels_without_repeats_change_nothing(labels):
+    q, d = _embeddings(6, 3, seed=6)
+    loss_fn = InfoNCELoss(temperature=0.05, group_size=3, cross_device=False)
+    a, ga_q, ga_d = _value_and_grads(loss_fn, q, d)
+    b, gb_q, gb_d = _value_and_grads(lambda x, y: loss_fn(x, y, encode_labels(labels)), q, d)
+    assert torch.equal(a, b) and torch.equal(ga_q, gb_q) and torch.equal(ga_d, gb_d)
+
+
+def test_own_positive_is_never_masked():
+    """All queries share one label: each still has its own positive (and every hard negative) in Z."""
+    q, d = _embeddings(4, 3, seed=7)
+    labels = ["same"] * 4
+    loss_fn = InfoNCELoss(temperature=0.05, group_size=3, cross_device=False)
+    loss = loss_fn(q, d, encode_labels(labels))
+    assert math.isfinite(float(loss))
+    _close(loss, reference_loss(q.double(), d.double(), 0.05, 3, labels=labels).float(), 20)
+
+
+def test_encode_labels_is_stable_and_marks_missing():
+    ids = encode_labels(["x", None, "x", "y"])
+    assert ids.dtype == torch.long
+    assert ids.tolist()[1] == NO_LABEL
+    assert ids[0] == ids[2] != ids[3] and ids[0] >= 0 and ids[3] >= 0
+    assert label_id("x") == label_id("x") == int(ids[0])
+    # Pinned: a BLAKE2b digest, so every rank and process agrees (Python's hash() would not).
+    assert label_id("banking77\x1fcard_arrival") == 2204007148695368191
+
+
+def test_wrong_label_shape_raises():
+    q, d = _embeddings(3, 1)
+    with pytest.raises(ValueError, match="labels"):
+        InfoNCELoss(cross_device=False)(q, d, encode_labels(["a", "b"]))
+
+
 # ----------------------------------------------------------------------------------------- distributed
 WORLD, LOCAL_QUERIES, GROUP, DIM, IN_DIM, TAU = 2, 3, 2, 8, 5, 0.05
+# Same-label pairs within a rank and across ranks: rank 0 holds a, None, b; rank 1 holds a, b, None.
+GLOBAL_LABELS = ["a", None, "b", "a", "b", None]
 
 
 def _global_inputs():
@@ -160,6 +272,12 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         eq, ed = _encode(model, xq[qs], xd[ds])
         ddp_loss = loss_fn(eq, ed)
         ddp_loss.backward()
+
+        # (c) same-label masking across ranks: the labels are gathered along with the documents.
+        q_labelled = q[qs].clone().requires_grad_(True)
+        d_labelled = d[ds].clone().requires_grad_(True)
+        labelled = loss_fn(q_labelled, d_labelled, encode_labels(GLOBAL_LABELS[qs]))
+        labelled.backward()
         torch.save(
             {
                 "loss": loss.detach(),
@@ -167,6 +285,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 "d_grad": d_local.grad,
                 "ddp_loss": ddp_loss.detach(),
                 "param_grads": {n: p.grad.clone() for n, p in model.module.named_parameters()},
+                "labelled": labelled.detach(),
+                "labelled_q_grad": q_labelled.grad,
+                "labelled_d_grad": d_labelled.grad,
             },
             f"{out_dir}/rank{rank}.pt",
         )
@@ -210,6 +331,20 @@ def test_cross_device_loss_matches_single_process_global_batch(tmp_path):
         other = InfoNCELoss(temperature=TAU, group_size=GROUP, cross_device=False)
         _, _, local_only = _value_and_grads(other, q[qs], d[ds])
         assert (result["d_grad"] - local_only).abs().max() > 1e-4
+
+    # Same-label masking across ranks equals the single-process labelled loss (value and gradients).
+    labelled, lq, ld = _value_and_grads(lambda a, b: single(a, b, encode_labels(GLOBAL_LABELS)), q, d)
+    ref = reference_loss(q.double(), d.double(), TAU, GROUP, labels=GLOBAL_LABELS).float()
+    _close(labelled, ref, 1 / TAU)
+    assert float(labelled) < float(loss)  # something was masked
+    torch.testing.assert_close(
+        torch.stack([r["labelled"] for r in results]).mean(), labelled, rtol=1e-5, atol=1e-6
+    )
+    for rank, result in enumerate(results):
+        qs = slice(rank * LOCAL_QUERIES, (rank + 1) * LOCAL_QUERIES)
+        ds = slice(rank * LOCAL_QUERIES * GROUP, (rank + 1) * LOCAL_QUERIES * GROUP)
+        torch.testing.assert_close(result["labelled_q_grad"] / WORLD, lq[qs], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(result["labelled_d_grad"] / WORLD, ld[ds], rtol=1e-4, atol=1e-6)
 
     # DDP end to end: averaged parameter gradients equal the single-process gradients on the global batch.
     model = _linear()

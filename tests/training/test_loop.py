@@ -14,7 +14,8 @@ from data_catalog.demo_data import write_demo_sources
 from tests.training.conftest import TINY
 from training.config import ModelConfig, StageConfig
 from training.data import load_examples
-from training.loop import TrainJob, build_model, linear_schedule, train_stage
+from training.loop import TrainJob, build_loss, build_model, build_sampler, linear_schedule, train_stage
+from training.losses import HardNegativeMixer, InfoNCELoss, MatryoshkaLoss
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 5
@@ -29,8 +30,10 @@ def data_dir(tmp_path_factory) -> Path:
     return root / "data"
 
 
-def _job(data_dir: Path, stage: str = "finetune", seed: int = 0, hard_negatives: int = 1) -> TrainJob:
-    return TrainJob(
+def _job(
+    data_dir: Path, stage: str = "finetune", seed: int = 0, hard_negatives: int = 1, **updates
+) -> TrainJob:
+    job = TrainJob(
         stage=StageConfig(
             name=f"test-{stage}",
             data_stage=stage,
@@ -45,6 +48,7 @@ def _job(data_dir: Path, stage: str = "finetune", seed: int = 0, hard_negatives:
         model=ModelConfig(max_length=48, attn_implementation="sdpa", tiny=TINY),
         data_dir=str(data_dir),
     )
+    return job.model_copy(update={"stage": StageConfig.model_validate(job.stage.model_dump() | updates)})
 
 
 def test_demo_data_has_both_stages(data_dir):
@@ -107,3 +111,55 @@ def test_batch_larger_than_data_is_an_error(data_dir):
     job = job.model_copy(update={"stage": job.stage.model_copy(update={"batch_size": 100_000})})
     with pytest.raises(ValueError, match="one batch"):
         train_stage(job)
+
+
+FULL_RECIPE = {
+    "focal_gamma": 0.5,
+    "mixing": {"enabled": True, "k": 2, "pair_choice": "random"},
+    "matryoshka": {"dims": [TINY.hidden_size, TINY.hidden_size // 2], "weights": [1.0, 0.3]},
+    "homogeneous_ratio": 0.5,
+    "length_bucketing": 2,
+    "mask_same_label": True,
+    "gradient_checkpointing": True,
+    "bf16": True,  # ignored on CPU
+}
+
+
+def test_demo_finetune_data_has_labelled_rows(data_dir):
+    """Same-label masking has work to do: classification/clustering rows carry labels, repeated in a source."""
+    labelled = [e for e in load_examples(data_dir, "finetune") if e.label is not None]
+    assert labelled
+    assert len({(e.source, e.label) for e in labelled}) < len(labelled)
+
+
+def test_train_stage_with_the_full_recipe(data_dir):
+    """Focal + mixing + MRL + label masking + semi-homogeneous bucketed batches: finite and deterministic."""
+    job = _job(data_dir, hard_negatives=2, max_steps=3, **FULL_RECIPE)
+    (model_a, metrics_a), (model_b, metrics_b) = train_stage(job), train_stage(job)
+    assert metrics_a.steps == 3
+    assert all(math.isfinite(loss) and loss > 0 for loss in metrics_a.losses)
+    assert metrics_a.losses == metrics_b.losses
+    assert (
+        getattr(model_a.backbone, "is_activation_checkpointing", None)
+        or model_a.backbone.is_gradient_checkpointing
+    )
+    state_b = model_b.state_dict()
+    assert all(torch.equal(value, state_b[name]) for name, value in model_a.state_dict().items())
+    # The sampler state says where the stage stopped: resuming from it would continue after step 3.
+    examples = load_examples(data_dir, "finetune")
+    sampler = build_sampler(job.stage, examples, 0, 1)
+    assert metrics_a.sampler_state == {**sampler.state_dict(), "position": 3}
+    plain = train_stage(_job(data_dir, hard_negatives=2, max_steps=3))[1]
+    assert plain.losses != metrics_a.losses
+
+
+def test_build_loss_composes_the_stage_recipe():
+    stage = _job(Path("."), hard_negatives=2, **FULL_RECIPE).stage
+    loss = build_loss(stage, width=TINY.hidden_size)
+    assert isinstance(loss, MatryoshkaLoss) and loss.dims == [32, 16]
+    assert isinstance(loss.loss, InfoNCELoss) and loss.loss.focal_gamma == 0.5 and loss.loss.group_size == 3
+    assert isinstance(loss.loss.mixer, HardNegativeMixer) and loss.loss.mixer.k == 2
+    plain = build_loss(_job(Path(".")).stage, width=TINY.hidden_size)
+    assert isinstance(plain, InfoNCELoss) and plain.mixer is None and plain.focal_gamma == 0
+    with pytest.raises(ValueError, match="exceed the model width"):
+        build_loss(stage, width=16)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from tests.training.conftest import TINY
 from training.backbone import build_tiny_backbone, load_backbone, tiny_qwen2_config
 from training.config import ModelConfig
-from training.soup import SoupError, average_state_dicts, make_soup
+from training.soup import SoupError, average_state_dicts, greedy_soup, make_soup
 
 MODEL = ModelConfig(attn_implementation="eager", tiny=TINY)
 
@@ -142,3 +142,69 @@ def test_missing_weights_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SoupError, match=r"model\.safetensors"):
         make_soup([tmp_path / "empty"], tmp_path / "soup")
+
+
+# -- greedy soup ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def greedy_candidates(tmp_path_factory):
+    """Three real tiny checkpoints; the dev target is the mean of the first two, so only they belong in it."""
+    root = tmp_path_factory.mktemp("greedy")
+    states = [_save_tiny(root / f"c{seed}", seed) for seed in (0, 1, 2)]
+    target = {k: (states[0][k].double() + states[1][k].double()) / 2 for k in states[0]}
+    return [root / "c0", root / "c1", root / "c2"], states, target
+
+
+def _distance_scorer(target, calls):
+    """A deterministic dev score over the saved weights: minus the squared distance to `target`."""
+
+    def score(path):
+        calls.append(path)
+        weights = load_file(str(path / "model.safetensors"))
+        return -sum(float(((weights[k].double() - v) ** 2).sum()) for k, v in target.items())
+
+    return score
+
+
+def test_greedy_soup_keeps_only_improving_ingredients(greedy_candidates, tmp_path):
+    paths, states, target = greedy_candidates
+    calls = []
+    out, chosen = greedy_soup(list(reversed(paths)), _distance_scorer(target, calls), tmp_path / "soup")
+    assert sorted(chosen) == paths[:2]  # c2 (far from the target) is tried and rejected
+    assert len(calls) == 3 + 2  # each candidate once, then one trial per remaining candidate
+    _assert_matches(load_file(str(out / "model.safetensors")), _hand_average(states[:2], [1.0, 1.0]))
+    record = json.loads((out / "soup.json").read_text())
+    assert record["method"] == "greedy"
+    assert [i["path"] for i in record["ingredients"]] == [str(p) for p in chosen]
+    assert record["candidates"][-1]["path"] == str(paths[2])  # ranked last by its own dev score
+    assert [t["accepted"] for t in record["trials"]] == [True, True, False]
+    assert record["dev_score"] == pytest.approx(0.0, abs=1e-6)
+    assert not (tmp_path / "soup.trial").exists()
+
+
+def test_greedy_soup_ranks_by_given_scores(greedy_candidates, tmp_path):
+    paths, states, target = greedy_candidates
+    calls = []
+    # stored scores claim c2 is best: it starts the soup, and no addition beats its (stored) score
+    given = {paths[0]: -1.0, paths[1]: -2.0, paths[2]: 10.0}
+    out, chosen = greedy_soup(
+        paths, _distance_scorer(target, calls), tmp_path / "soup", candidate_scores=given
+    )
+    assert chosen == [paths[2]]
+    assert len(calls) == 2 and all(c == tmp_path / "soup.trial" for c in calls)  # trials only
+    _assert_matches(load_file(str(out / "model.safetensors")), _hand_average(states[2:], [1.0]))
+    assert [c["dev_score"] for c in json.loads((out / "soup.json").read_text())["candidates"]] == [
+        10.0,
+        -1.0,
+        -2.0,
+    ]
+
+
+def test_greedy_soup_rejects_mismatched_shapes_before_scoring(greedy_candidates, tmp_path):
+    paths, _, _ = greedy_candidates
+    _save_tiny(tmp_path / "wide", 3, intermediate=TINY.intermediate_size * 2)
+    calls = []
+    with pytest.raises(SoupError, match=r"mlp\.(gate|up|down)_proj\.weight"):
+        greedy_soup([paths[0], tmp_path / "wide"], lambda p: calls.append(p) or 0.0, tmp_path / "soup")
+    assert calls == [] and not (tmp_path / "soup").exists()
