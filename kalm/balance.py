@@ -80,6 +80,25 @@ def temperature_quotas(counts: Mapping[str, int], alpha: float, budget: int | No
     return quotas
 
 
+def _limit_sql(table: str, partition: str, group: str, limit: str | None) -> str:
+    """Rows of ``table`` whose rank in ``_ORDER`` within ``partition`` is ``<= limit`` (a column or parameter).
+
+    Only partitions larger than their limit are ranked (a window sort is the expensive part); the others are
+    kept whole. Same rows as ranking everything; callers never rely on the table's row order.
+    """
+    if limit is None:
+        return f"SELECT * FROM {table}"
+    return f"""
+        WITH over_limit AS (SELECT {partition} FROM {table} GROUP BY {group} HAVING count(*) > {limit})
+        SELECT * FROM {table} ANTI JOIN over_limit USING ({partition})
+        UNION ALL
+        SELECT * FROM (
+            SELECT t.* FROM {table} t SEMI JOIN over_limit USING ({partition})
+            QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {_ORDER}) <= {limit}
+        )
+    """
+
+
 def _counts(con: duckdb.DuckDBPyConnection, table: str) -> dict[tuple[str, str], int]:
     rows = con.sql(f"SELECT stage, category, count(*) FROM {table} GROUP BY ALL").fetchall()
     return {(s, c): int(n) for s, c, n in rows}
@@ -125,14 +144,11 @@ def balance_dataset(in_dir: Path, out_dir: Path, cfg: BalanceConfig) -> BalanceS
                 f"md5_number(id || ':' || $seed) AS h FROM {src}",
                 {"files": files, "seed": str(cfg.seed)},
             )
-            cap = (
-                ""
-                if cfg.per_source_cap is None
-                else (
-                    f"QUALIFY row_number() OVER (PARTITION BY source ORDER BY {_ORDER}) <= {int(cfg.per_source_cap)}"
-                )
+            con.execute(
+                "CREATE TEMP TABLE capped AS "
+                + _limit_sql("keys", "source", "source", None if cfg.per_source_cap is None else "$cap"),
+                None if cfg.per_source_cap is None else {"cap": int(cfg.per_source_cap)},
             )
-            con.execute(f"CREATE TEMP TABLE capped AS SELECT * FROM keys {cap}")
             before, capped = _counts(con, "keys"), _counts(con, "capped")
             quota_rows = []
             for stage in sorted({s for s, _ in capped}):
@@ -142,9 +158,12 @@ def balance_dataset(in_dir: Path, out_dir: Path, cfg: BalanceConfig) -> BalanceS
             schema = pa.schema([("stage", pa.string()), ("category", pa.string()), ("quota", pa.int64())])
             con.register("quotas", pa.Table.from_pylist(quota_rows, schema=schema))
             con.execute(
-                "CREATE TEMP TABLE selected AS SELECT c.filename, c.file_row_number, c.stage, c.category "
-                "FROM capped c JOIN quotas q ON c.stage = q.stage AND c.category = q.category "
-                f"QUALIFY row_number() OVER (PARTITION BY c.stage, c.category ORDER BY {_ORDER}) <= q.quota"
+                "CREATE TEMP TABLE quoted AS SELECT c.filename, c.file_row_number, c.id, c.h, c.stage, "
+                "c.category, q.quota FROM capped c JOIN quotas q ON c.stage = q.stage AND c.category = q.category"
+            )
+            con.execute(
+                "CREATE TEMP TABLE selected AS "
+                + _limit_sql("quoted", "stage, category", "stage, category, quota", "quota")
             )
             after = _counts(con, "selected")
             sql = (

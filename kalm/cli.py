@@ -155,11 +155,17 @@ def evaluate(
     instructions: Annotated[
         bool, typer.Option(help="KaLM instructions on queries (off for models trained without them)")
     ] = True,
+    store: Annotated[
+        Path | None, typer.Option(help="results DuckDB (default: <state dir>/results.duckdb)")
+    ] = None,
     profile: ProfileOpt = "demo",
     run_id: RunIdOpt = "demo",
     runs_dir: RunsDirOpt = None,
 ) -> None:
-    """Score one model (``--model``) or the run's checkpoints with mteb on local tasks."""
+    """Score one model (``--model``) or the run's checkpoints with mteb on local tasks.
+
+    Scores are recorded in the results store; tasks it already holds for this exact model are not re-run.
+    """
     from tasks.evaluate import evaluate_model, evaluate_step, tasks_dir_for
 
     resolved, paths = _context(profile, run_id, runs_dir)
@@ -167,7 +173,12 @@ def evaluate(
         target = tasks_dir or tasks_dir_for(resolved, paths)
         results = {
             model.name: evaluate_model(
-                model, target, output or paths.eval / model.name, task, use_instructions=instructions
+                model,
+                target,
+                output or paths.eval / model.name,
+                task,
+                use_instructions=instructions,
+                store=store,
             )
         }
     else:
@@ -180,7 +191,17 @@ def evaluate(
             console.print(
                 f"{name:24s} {task_name:32s} {score['main_score_name']:16s} {100 * score['main_score']:6.2f}"
             )
-        console.print(f"{name:24s} mean over tasks {100 * result['summary']['mean_over_tasks']:.2f}")
+        summary = result["summary"]
+        if summary["mean_over_tasks"] is not None:
+            console.print(
+                f"{name:24s} mean over tasks (MTK) {100 * summary['mean_over_tasks']:.2f}, "
+                f"over task types (MTY) {100 * summary['mean_over_task_types']:.2f}"
+            )
+        if "cached" in result:
+            console.print(
+                f"{name:24s} {len(result['evaluated'])} task(s) evaluated, "
+                f"{len(result['cached'])} read from the results store"
+            )
 
 
 @app.command()
@@ -240,6 +261,29 @@ def stop() -> None:
 
     stopped = server.stop(get_settings())
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def results(
+    store: Annotated[
+        Path | None, typer.Option(help="results DuckDB (default: <state dir>/results.duckdb)")
+    ] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="PNG path (default: <state dir>/leaderboard.png)")
+    ] = None,
+) -> None:
+    """Print the leaderboard of the results store (per task, per family, MTK, MTY) and write a PNG chart."""
+    from kalm.results import build_leaderboard, open_store, rich_tables, write_chart
+
+    results_store = open_store(store)
+    board = build_leaderboard(results_store)
+    if board.empty:
+        console.print(f"no results in {results_store.path} yet: run `kalm evaluate` first")
+        return
+    for table in rich_tables(board):
+        console.print(table)
+    png = write_chart(board, chart or results_store.path.parent / "leaderboard.png")
+    console.print(f"chart: {png}")
 
 
 if __name__ == "__main__":

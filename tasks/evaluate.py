@@ -1,11 +1,17 @@
-"""Pipeline step: score checkpoints with mteb on local evaluation tasks (``eval/<model>/``)."""
+"""Pipeline step: score checkpoints with mteb on local evaluation tasks (``eval/<model>/``).
+
+Scores go through the results store, so a checkpoint already scored (by content hash) is not re-run.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from kalm.evaluation import SentenceTransformerEmbedder, evaluate_embedder, summarize_scores
+from kalm.evaluation import SentenceTransformerEmbedder
+from kalm.hashing import hash_directory
 from kalm.profile import Profile
+from kalm.results import ResultsStore, evaluate_with_store
 from kalm.rundir import RunPaths, record_step
 from tasks._prefect import pipeline_task
 
@@ -26,21 +32,48 @@ def evaluate_model(
     batch_size: int = 32,
     name: str | None = None,
     use_instructions: bool = True,
+    *,
+    store: ResultsStore | Path | str | None = None,
+    stage: str | None = None,
+    run_id: str | None = None,
+    parents: list[str] | None = None,
 ) -> dict:
-    embedder = SentenceTransformerEmbedder(model_path, name=name)
-    scores = evaluate_embedder(
-        embedder,
+    """Score one checkpoint through the results store (default ``<state dir>/results.duckdb``).
+
+    The model is registered, tasks with a current stored result (same model hash, task revision, mteb
+    version and prompt setting) are read back instead of re-run, and new scores are recorded.
+    """
+    result = evaluate_with_store(
+        model_path,
         tasks_dir,
         output_dir,
+        store=store,
         task_names=task_names,
         batch_size=batch_size,
+        name=name,
         use_instructions=use_instructions,
+        stage=stage,
+        run_id=run_id,
+        parents=parents,
+        embedder_factory=SentenceTransformerEmbedder,
     )
     return {
         "model": str(model_path),
-        "scores": {k: v.model_dump(mode="json") for k, v in scores.items()},
-        "summary": summarize_scores(scores),
+        "model_hash": result.model_hash,
+        "scores": {k: v.model_dump(mode="json") for k, v in result.scores.items()},
+        "summary": result.summary(),
+        "cached": result.cached,
+        "evaluated": result.evaluated,
     }
+
+
+def soup_parents(model_path: Path) -> list[str] | None:
+    """Content hashes of a soup's ingredients (from its soup.json), for the model registry's lineage."""
+    record_file = Path(model_path) / "soup.json"
+    if not record_file.is_file():
+        return None
+    ingredients = [Path(i["path"]) for i in json.loads(record_file.read_text())["ingredients"]]
+    return [hash_directory(p) for p in ingredients if p.is_dir()]
 
 
 def evaluate_step(profile: Profile, run: RunPaths, models: dict[str, str]) -> dict:
@@ -56,6 +89,9 @@ def evaluate_step(profile: Profile, run: RunPaths, models: dict[str, str]) -> di
                 profile.evaluate.tasks,
                 profile.evaluate.batch_size,
                 name=f"{run.root.name}/{name}",
+                stage=name,
+                run_id=run.root.name,
+                parents=soup_parents(Path(path)),
             )
             for name, path in models.items()
         },

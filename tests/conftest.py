@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Tests (and the `kalm run` subprocesses they start) keep the results store, server state and pid files in a
+# throw-away folder, never in the project's .state/.
+os.environ["KALM_STATE_DIR"] = tempfile.mkdtemp(prefix="kalm-test-state-")
 
 from kalm import runtime
 

@@ -18,7 +18,14 @@ from kalm.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow
 
-DEPLOYMENTS = ["build-data/demo", "train/demo", "soup/demo", "evaluate/demo", "full-run/demo"]
+DEPLOYMENTS = [
+    "build-data/demo",
+    "train/demo",
+    "soup/demo",
+    "evaluate/demo",
+    "full-run/demo",
+    "reevaluate/nightly",
+]
 
 
 def free_port() -> int:

@@ -136,9 +136,13 @@ def shingle_hashes(
 
 
 class MinHasher:
-    """Applies ``num_perm`` affine32 permutations (datasketch-identical for a given ``seed``) to batches."""
+    """Applies ``num_perm`` affine32 permutations (datasketch-identical for a given ``seed``) to batches.
 
-    def __init__(self, num_perm: int = 128, seed: int = 1, max_chunk_shingles: int = 1 << 16) -> None:
+    ``max_chunk_shingles`` bounds the ``(num_perm, shingles)`` work array: 8k shingles x 128 perms (4 MB) stays
+    cache-resident and measured ~2x faster than 64k on the benchmark corpus (same output).
+    """
+
+    def __init__(self, num_perm: int = 128, seed: int = 1, max_chunk_shingles: int = 1 << 13) -> None:
         gen = np.random.RandomState(seed)
         # Same draws, same dtype, same order as datasketch.MinHash._init_permutations for "affine32".
         self.a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)

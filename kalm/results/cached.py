@@ -1,0 +1,146 @@
+"""Store-backed evaluation: run mteb only for the tasks the store has no current result for.
+
+The cache key is (model content hash, task, task revision, mteb version, prompt setting). The model hash is
+computed before the model is loaded, so a full cache hit neither loads weights nor encodes a single text and
+takes as long as hashing the folder. Cached results are written back into `output_dir` (mteb's JSON per
+task and ``scores.json``), so callers see the same files whether a task ran or not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kalm.evaluation import TaskScore, TextEmbedder, evaluate_embedder, summarize_scores
+from kalm.hashing import hash_directory
+from kalm.results.store import ResultsStore, open_store
+from kalm.results.task_refs import current_mteb_version, local_task_refs
+
+logger = logging.getLogger(__name__)
+
+EmbedderFactory = Callable[..., TextEmbedder]
+
+
+def _default_factory(path: Path, *, name: str | None = None) -> TextEmbedder:
+    from kalm.evaluation import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(path, name=name)
+
+
+@dataclass
+class StoredEvaluation:
+    """What one store-backed evaluation produced: scores in task order, and which tasks actually ran."""
+
+    model_hash: str
+    scores: dict[str, TaskScore]
+    cached: list[str] = field(default_factory=list)
+    evaluated: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return summarize_scores(self.scores)
+
+
+def evaluate_with_store(
+    model_path: Path | str,
+    tasks_dir: Path | str,
+    output_dir: Path | str,
+    *,
+    store: ResultsStore | Path | str | None = None,
+    task_names: Sequence[str] | None = None,
+    batch_size: int = 32,
+    name: str | None = None,
+    use_instructions: bool = True,
+    stage: str | None = None,
+    run_id: str | None = None,
+    parents: Sequence[str] | None = None,
+    embedder_factory: EmbedderFactory | None = None,
+    model_hash: str | None = None,
+) -> StoredEvaluation:
+    """Register the model, reuse current stored scores, evaluate the rest with mteb and record them.
+
+    `model_hash` may be passed when the caller already hashed the folder (the re-evaluation job does).
+    """
+    results_store = open_store(store)
+    model_path, output_dir = Path(model_path), Path(output_dir)
+    model_hash = model_hash or hash_directory(model_path)
+    results_store.register_model(model_hash, model_path, stage=stage, run_id=run_id, parents=parents)
+    refs = local_task_refs(tasks_dir, task_names)
+    mteb_version = current_mteb_version()
+    cached = results_store.lookup(
+        model_hash, refs, mteb_version=mteb_version, use_instructions=use_instructions
+    )
+    to_run = [ref.name for ref in refs if ref.name not in cached]
+    fresh: dict[str, TaskScore] = {}
+    if to_run:
+        embedder = (embedder_factory or _default_factory)(model_path, name=name)
+        if embedder.revision != model_hash:
+            raise RuntimeError(f"{model_path} changed while being evaluated (hash {embedder.revision[:12]})")
+        fresh = evaluate_embedder(
+            embedder,
+            Path(tasks_dir),
+            output_dir,
+            task_names=to_run,
+            batch_size=batch_size,
+            use_instructions=use_instructions,
+        )
+        results = _read_results(output_dir / "results", fresh)
+        revisions = {ref.name: ref.revision for ref in refs}
+        # record what mteb actually saw, should a task directory have changed during the run
+        revisions |= {t: r["dataset_revision"] for t, r in results.items() if r.get("dataset_revision")}
+        results_store.record_scores(
+            model_hash,
+            fresh,
+            task_revisions=revisions,
+            mteb_version=mteb_version,
+            use_instructions=use_instructions,
+            results=results,
+        )
+    else:
+        logger.info("%s: all %d task(s) cached in %s", model_path, len(refs), results_store.path)
+
+    scores = {ref.name: fresh[ref.name] if ref.name in fresh else cached[ref.name].score for ref in refs}
+    _write_outputs(output_dir, model_path, model_hash, use_instructions, scores, cached, to_run)
+    return StoredEvaluation(model_hash, scores, cached=[n for n in scores if n in cached], evaluated=to_run)
+
+
+def _read_results(results_dir: Path, scores: dict[str, TaskScore]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for task in scores:
+        file = results_dir / f"{task}.json"
+        if file.is_file():
+            out[task] = json.loads(file.read_text(encoding="utf-8"))
+    return out
+
+
+def _write_outputs(
+    output_dir: Path,
+    model_path: Path,
+    model_hash: str,
+    use_instructions: bool,
+    scores: dict[str, TaskScore],
+    cached: dict[str, Any],
+    evaluated: list[str],
+) -> None:
+    """Cached mteb JSON back into ``results/`` and a ``scores.json`` covering every task, ran or cached."""
+    results_dir = output_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for task, stored in cached.items():
+        if stored.result_json is not None:
+            (results_dir / f"{task}.json").write_text(
+                json.dumps(stored.result_json, indent=2, ensure_ascii=False), encoding="utf-8"
+            )
+    summary = {
+        "model": {"name": model_path.name, "path": str(model_path), "revision": model_hash},
+        "use_instructions": use_instructions,
+        "cached": [t for t in scores if t in cached],
+        "evaluated": evaluated,
+        "tasks": {task: score.model_dump() for task, score in scores.items()},
+        "summary": summarize_scores(scores),
+    }
+    (output_dir / "scores.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
