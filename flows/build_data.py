@@ -1,34 +1,43 @@
-"""The ``build-data`` flow: collect → dedup → balance."""
+"""The ``build-data`` flow: collect → dedup → decontaminate → balance."""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
 from flows._common import in_run, resolve
+from kalm.hashing import hash_directory
 from kalm.profile import Profile
 from kalm.rundir import RunPaths
 from tasks.balance import balance_task
 from tasks.collect import collect_task, prepare_inputs
+from tasks.decontaminate import decontaminate_task
 from tasks.dedup import dedup_task
+from tasks.evaluate import tasks_dir_for
 
 
-def build_data_steps(profile: Profile, run: RunPaths) -> tuple[dict, dict, dict]:
+def build_data_steps(profile: Profile, run: RunPaths) -> dict[str, dict]:
+    """Run the data steps; returns each step's summary by name (collect, dedup, decontaminate, balance)."""
+    profile_json = profile.model_dump(mode="json")
     fingerprint = prepare_inputs(profile, run)
-    collected = in_run(collect_task, run)(profile.model_dump(mode="json"), str(run.root), fingerprint)
+    collected = in_run(collect_task, run)(profile_json, str(run.root), fingerprint)
     deduped = in_run(dedup_task, run)(
         profile.dedup.model_dump(mode="json"), str(run.root), collected["fingerprint"]
     )
-    balanced = in_run(balance_task, run)(
-        profile.balance.model_dump(mode="json"), str(run.root), deduped["fingerprint"]
+    eval_tasks = profile.decontaminate.tasks_dir or tasks_dir_for(profile, run)
+    clean = in_run(decontaminate_task, run)(
+        profile_json, str(run.root), deduped["fingerprint"], hash_directory(eval_tasks)
     )
-    return collected, deduped, balanced
+    balanced = in_run(balance_task, run)(
+        profile.balance.model_dump(mode="json"), str(run.root), clean["fingerprint"]
+    )
+    return {"collect": collected, "dedup": deduped, "decontaminate": clean, "balance": balanced}
 
 
 @flow(name="build-data")
 def build_data(
     profile: str = "demo", run_id: str = "demo", runs_dir: str | None = None, catalog: str | None = None
 ) -> dict:
-    """Collect the profile's catalog, remove duplicates and balance categories into ``runs/<run_id>/data``.
+    """Collect the catalog, remove duplicates and eval leaks, balance categories into ``runs/<run_id>/data``.
 
     Args:
         profile: profile name in configs/ (e.g. `demo`) or a path to a profile YAML.
@@ -37,6 +46,6 @@ def build_data(
         catalog: catalog YAML to collect instead of the profile's.
     """
     resolved, run = resolve(profile, run_id, runs_dir, catalog=catalog)
-    collected, deduped, balanced = build_data_steps(resolved, run)
+    data = build_data_steps(resolved, run)
     get_run_logger().info("balanced data: %s", run.balanced)
-    return {"collect": collected, "dedup": deduped, "balance": balanced}
+    return data

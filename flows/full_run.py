@@ -1,4 +1,4 @@
-"""The ``full-run`` flow: build data → pre-train → fine-tune (one run per soup seed) → soup → evaluate → report."""
+"""The ``full-run`` flow: build data (collect, dedup, decontaminate, balance) → pre-train → fine-tune (one run per soup seed) → soup → evaluate → report."""
 
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ def full_run(
         ray_address: Ray cluster to train on (`auto`, `ray://host:port`); empty = a local Ray.
     """
     resolved, run = resolve(profile, run_id, runs_dir, catalog, base_model, ray_address)
-    collected, deduped, balanced = build_data_steps(resolved, run)
-    trains = train_steps(resolved, run, balanced["fingerprint"])
+    data = build_data_steps(resolved, run)
+    trains = train_steps(resolved, run, data["balance"]["fingerprint"])
     soup = soup_steps(run, trains)
     evaluation = evaluate_steps(resolved, run, trains, soup)
-    markdown = in_run(report_task, run)(str(run.root), collected, deduped, balanced, trains, evaluation)
+    markdown = in_run(report_task, run)(str(run.root), data, trains, evaluation)
     create_markdown_artifact(
         markdown=markdown,
         key=f"report-{run.root.name}".lower().replace("_", "-"),

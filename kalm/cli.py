@@ -100,8 +100,23 @@ def dedup(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: Run
 
 
 @app.command()
+def decontaminate(
+    profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None
+) -> None:
+    """Drop rows that leak evaluation texts: ``data/dedup`` → ``data/decontaminated``."""
+    from tasks.decontaminate import decontaminate_step
+
+    resolved, paths = _context(profile, run_id, runs_dir)
+    stats = decontaminate_step(resolved, paths)["stats"]
+    for task, entry in stats["per_task"].items():
+        if entry["rows_dropped"]:
+            console.print(f"{task:32s} {entry['rows_dropped']:>8,d} rows dropped")
+    console.print(f"{stats['rows_in']} in, {stats['rows_dropped']} dropped → {paths.decontaminated}")
+
+
+@app.command()
 def balance(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
-    """Cap sources and apply temperature quotas: ``data/dedup`` → ``data/balanced``."""
+    """Cap sources and apply temperature quotas: ``data/decontaminated`` → ``data/balanced``."""
     from tasks.balance import balance_step
 
     resolved, paths = _context(profile, run_id, runs_dir)
@@ -216,7 +231,8 @@ def report(run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None, profile: Prof
     if missing:
         _fail(FileNotFoundError(f"run {run_id!r} has no recorded {', '.join(missing)} step(s)"))
     trains = {name.removeprefix("train-"): s for name, s in steps.items() if name.startswith("train-")}
-    report_step(paths, steps["collect"], steps["dedup"], steps["balance"], trains, steps["evaluate"])
+    data = {name: steps[name] for name in ("collect", "dedup", "decontaminate", "balance") if name in steps}
+    report_step(paths, data, trains, steps["evaluate"])
     console.print(f"report: {paths.report}")
 
 

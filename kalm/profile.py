@@ -8,7 +8,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kalm.balance import BalanceConfig
-from kalm.dedup import DedupConfig
+from kalm.dedup import DecontaminationConfig, DedupConfig
 from kalm.settings import PROJECT_ROOT
 from training.config import TrainConfig
 
@@ -36,6 +36,9 @@ class Profile(BaseModel):
     catalog: str
     demo_data: bool = Field(default=False, description="generate the project's demo sources and eval tasks")
     dedup: DedupConfig = DedupConfig()
+    decontaminate: DecontaminationConfig = Field(
+        default=DecontaminationConfig(), description="tasks_dir unset: the profile's evaluation tasks"
+    )
     balance: BalanceConfig = BalanceConfig()
     train: TrainConfig
     evaluate: EvalConfig = EvalConfig()

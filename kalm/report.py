@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -37,12 +38,16 @@ def _category_rows(stage_stats: Mapping[str, Any]) -> list[list[Any]]:
 
 def render_report(
     run_id: str,
-    collect: Mapping,
-    dedup: Mapping,
-    balance: Mapping,
+    data: Mapping[str, Mapping],
     trains: Mapping[str, Mapping],
     evaluation: Mapping[str, Mapping],
+    figures_dir: Path | None = None,
 ) -> str:
+    """The run's markdown report from its step summaries (``data``: collect/dedup/decontaminate/balance)."""
+    from kalm.dedup.report import category_table_markdown, contamination_markdown, write_cluster_histogram
+
+    collect, dedup, balance = data["collect"], data["dedup"], data["balance"]
+    decontamination = data.get("decontaminate")
     lines = [f"# kalm-pipeline run `{run_id}`", "", "## Data", ""]
     lines += _table(["category", "rows collected"], [[k, v] for k, v in collect["rows_by_category"].items()])
     if collect.get("quarantined"):
@@ -57,11 +62,18 @@ def render_report(
         f"{stats['near_duplicates']} near duplicates removed, {stats['rows_out']} rows out.",
         "",
     ]
+    dstats = decontamination["stats"] if decontamination else None
+    lines += [category_table_markdown(stats, dstats, balance["stats"]), ""]
+    if dstats:
+        lines += [contamination_markdown(dstats), ""]
     lines += ["Balance (per stage and category):", ""]
     lines += _table(
         ["stage", "category", "rows before", "rows after", "share before", "share after"],
         _category_rows(balance["stats"].get("stages", {})),
     )
+    if figures_dir is not None and stats.get("cluster_size_histogram"):
+        figure = write_cluster_histogram(stats["cluster_size_histogram"], figures_dir)
+        lines += [f"![duplicate cluster sizes]({figure.parent.name}/{figure.name})", ""]
     lines += ["## Training", ""]
     lines += _table(
         ["checkpoint", "steps", "examples", "first loss", "final loss", "wall s"],

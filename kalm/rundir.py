@@ -37,6 +37,10 @@ class RunPaths:
         return self.data / "dedup"
 
     @property
+    def decontaminated(self) -> Path:
+        return self.data / "decontaminated"
+
+    @property
     def balanced(self) -> Path:
         return self.data / "balanced"
 

@@ -11,14 +11,14 @@ from tasks._prefect import pipeline_task
 
 
 def balance_step(config: BalanceConfig, run: RunPaths) -> dict:
-    stats = balance_dataset(run.dedup, run.balanced, config)
+    stats = balance_dataset(run.decontaminated, run.balanced, config)
     summary = {
         "output": str(run.balanced),
         "fingerprint": hash_directory(run.balanced),
         "config_hash": hash_value(config.model_dump(mode="json")),
         "stats": stats.model_dump(mode="json"),
     }
-    return record_step(run, "balance", summary, parents=("dedup",))
+    return record_step(run, "balance", summary, parents=("decontaminate",))
 
 
 @pipeline_task("balance")

@@ -9,16 +9,12 @@ from kalm.rundir import RunPaths
 from tasks._prefect import pipeline_task
 
 
-def report_step(
-    run: RunPaths, collect: dict, dedup: dict, balance: dict, trains: dict, evaluation: dict
-) -> str:
-    markdown = render_report(run.root.name, collect, dedup, balance, trains, evaluation)
+def report_step(run: RunPaths, data: dict, trains: dict, evaluation: dict) -> str:
+    markdown = render_report(run.root.name, data, trains, evaluation, figures_dir=run.root / "figures")
     run.report.write_text(markdown + "\n", encoding="utf-8")
     return markdown
 
 
 @pipeline_task("report")
-def report_task(
-    run_dir: str, collect: dict, dedup: dict, balance: dict, trains: dict, evaluation: dict
-) -> str:
-    return report_step(RunPaths(Path(run_dir)), collect, dedup, balance, trains, evaluation)
+def report_task(run_dir: str, data: dict, trains: dict, evaluation: dict) -> str:
+    return report_step(RunPaths(Path(run_dir)), data, trains, evaluation)
