@@ -184,20 +184,47 @@ def _constants(source: Source) -> dict[str, str]:
 
 
 def collect_catalog(
-    resolved: ResolvedCatalog, out_dir: Path, only: list[str] | None = None
+    resolved: ResolvedCatalog, out_dir: Path, only: list[str] | None = None, ray_address: str | None = None
 ) -> CatalogManifest:
-    """Collect every source (or ``only`` those named); raise :class:`CollectError` naming failed sources."""
+    """Collect every source (or ``only`` those named); raise :class:`CollectError` naming failed sources.
+
+    With ``ray_address`` ("local" for a local Ray) each source is a Ray task, so sources collect in
+    parallel across the cluster; otherwise they run one after the other in this process.
+    """
     sources = [resolved.catalog.source(name) for name in only] if only else resolved.catalog.sources
-    manifests: dict[str, SourceManifest] = {}
-    failures: list[str] = []
-    for source in sources:
-        try:
-            manifests[source.name] = collect_source(resolved, source, out_dir / source.name)
-        except Exception as error:  # collected and re-raised below so other sources still run
-            failures.append(f"{source.name}: {error}")
+    outcomes = (
+        _collect_with_ray(resolved, sources, out_dir, ray_address)
+        if ray_address
+        else [_try_collect(resolved, source, out_dir / source.name) for source in sources]
+    )
+    return summarize(resolved, raise_failures(dict(zip([s.name for s in sources], outcomes, strict=True))))
+
+
+def _try_collect(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> SourceManifest | str:
+    try:
+        return collect_source(resolved, source, out_dir)
+    except Exception as error:  # returned, then raised together so one bad source does not stop the others
+        return str(error)
+
+
+def raise_failures(outcomes: dict[str, SourceManifest | str]) -> dict[str, SourceManifest]:
+    """The manifests, or one :class:`CollectError` naming every source that failed and why."""
+    failures = [f"{name}: {outcome}" for name, outcome in outcomes.items() if isinstance(outcome, str)]
     if failures:
         raise CollectError(f"{len(failures)} source(s) failed: " + " | ".join(failures))
-    return summarize(resolved, manifests)
+    return {name: outcome for name, outcome in outcomes.items() if isinstance(outcome, SourceManifest)}
+
+
+def _collect_with_ray(
+    resolved: ResolvedCatalog, sources: list[Source], out_dir: Path, address: str
+) -> list[SourceManifest | str]:
+    import ray
+
+    if not ray.is_initialized():
+        local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address == "local" else {}
+        ray.init(address=address, log_to_driver=False, **local)
+    remote = ray.remote(num_cpus=0.5)(_try_collect)
+    return ray.get([remote.remote(resolved, source, out_dir / source.name) for source in sources])
 
 
 def summarize(resolved: ResolvedCatalog, manifests: dict[str, SourceManifest]) -> CatalogManifest:

@@ -9,7 +9,7 @@ from kalm.hashing import hash_directory
 from kalm.profile import Profile
 from kalm.rundir import RunPaths
 from tasks.balance import balance_task
-from tasks.collect import collect_task, prepare_inputs
+from tasks.collect import collect_sources_concurrently, collect_task, prepare_inputs
 from tasks.decontaminate import decontaminate_task
 from tasks.dedup import dedup_task
 from tasks.evaluate import tasks_dir_for
@@ -18,8 +18,11 @@ from tasks.evaluate import tasks_dir_for
 def build_data_steps(profile: Profile, run: RunPaths) -> dict[str, dict]:
     """Run the data steps; returns each step's summary by name (collect, dedup, decontaminate, balance)."""
     profile_json = profile.model_dump(mode="json")
-    fingerprint = prepare_inputs(profile, run)
-    collected = in_run(collect_task, run)(profile_json, str(run.root), fingerprint)
+    fingerprints = prepare_inputs(profile, run)
+    if profile.ray_address:
+        collected = in_run(collect_task, run)(profile_json, str(run.root), fingerprints)
+    else:
+        collected = collect_sources_concurrently(profile, run, fingerprints, lambda task: in_run(task, run))
     deduped = in_run(dedup_task, run)(
         profile.dedup.model_dump(mode="json"), str(run.root), collected["fingerprint"]
     )

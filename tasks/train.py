@@ -1,4 +1,8 @@
-"""Pipeline step: one training stage (pre-training, or fine-tuning with one seed) on ``data/balanced``."""
+"""Pipeline step: one training stage (pre-training, or fine-tuning with one seed) on ``data/balanced``.
+
+The step summary carries the training telemetry (per-step losses, tokens/s, MFU, the step log and loss-curve
+files), and inside a Prefect run the stage's summary is also published as a Markdown artifact.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from tasks._prefect import pipeline_task
 from training.launch import run_in_process, run_with_ray
 from training.loop import TrainJob
 from training.soup import WEIGHTS_FILE
+from training.telemetry import CURVE_FILE, STEPS_FILE
 
 
 def checkpoint_name(stage: str, seed: int | None = None) -> str:
@@ -29,10 +34,11 @@ def train_step(
         model=profile.train.model,
         data_dir=str(run.balanced),
         init_from=str(init_from) if init_from else None,
+        scaling=profile.train.scaling,
     )
     output = run.checkpoint(name)
     if profile.launcher == "local":
-        metrics = run_in_process(job, output)
+        metrics = run_in_process(job, output, state_dir=run.root / "train-state" / name)
     else:
         metrics = run_with_ray(job, output, profile.train.scaling, run.ray_storage, profile.ray_address, name)
     return record_step(
@@ -42,8 +48,14 @@ def train_step(
             "checkpoint": str(output),
             "fingerprint": hash_file(output / WEIGHTS_FILE),
             "config_hash": hash_value(job.model_dump(mode="json")),
-            "metrics": {k: metrics[k] for k in ("final_loss", "steps", "examples", "tokens", "wall_time_s")},
+            "metrics": {
+                k: metrics.get(k)
+                for k in ("final_loss", "steps", "examples", "tokens", "wall_time_s", "tokens_per_s", "mfu")
+            },
             "losses": metrics["losses"],
+            "learning_rates": metrics["learning_rates"],
+            "steps_log": str(output / STEPS_FILE),
+            "loss_curve": str(output / CURVE_FILE),
         },
         parents=("balance", "train-pretrain") if init_from else ("balance",),
     )
@@ -59,10 +71,41 @@ def train_task(
     init_from: str | None = None,
     init_fingerprint: str | None = None,
 ) -> dict:
-    return train_step(
+    summary = train_step(
         Profile.model_validate(profile),
         RunPaths(Path(run_dir)),
         stage,
         seed,
         Path(init_from) if init_from else None,
     )
+    publish_training_summary(checkpoint_name(stage, seed), summary)
+    return summary
+
+
+def training_markdown(name: str, summary: dict) -> str:
+    metrics = summary.get("metrics", summary)
+    mfu = metrics.get("mfu")
+    rows = [
+        ("steps", metrics.get("steps")),
+        ("final loss", metrics.get("final_loss")),
+        ("tokens", metrics.get("tokens")),
+        ("tokens/s", metrics.get("tokens_per_s")),
+        ("MFU (estimate)", f"{mfu:.2e}" if isinstance(mfu, float) else mfu),
+        ("wall time (s)", metrics.get("wall_time_s")),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return (
+        f"# Training: {name}\n\n| metric | value |\n|---|---:|\n{table}\n\n"
+        f"Step log: `{summary.get('steps_log')}`; loss curve: `{summary.get('loss_curve')}`\n"
+    )
+
+
+def publish_training_summary(name: str, summary: dict) -> None:
+    """The stage's telemetry as the ``train-<name>`` Markdown artifact, when inside a Prefect run."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
+    key = "train-" + "".join(c if c.isalnum() else "-" for c in name.lower())
+    create_markdown_artifact(training_markdown(name, summary), key=key, description=f"training: {name}")

@@ -24,6 +24,9 @@ class TinyBackbone(_Strict):
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
+    pad_vocab_to: int | None = Field(
+        default=None, gt=0, description="embedding rows to allocate (a real model's shape, for benchmarks)"
+    )
 
 
 class ModelConfig(_Strict):
@@ -107,10 +110,28 @@ class StageRecipe(_Strict):
 
 
 class ScalingConfig(_Strict):
+    """How a stage is distributed, checkpointed and restarted (none of it changes the trained weights)."""
+
     num_workers: int = Field(default=2, gt=0)
     use_gpu: bool = False
     cpus_per_worker: float = Field(default=0.5, gt=0)
     backend: Literal["gloo", "nccl"] = "gloo"
+    strategy: Literal["ddp", "deepspeed"] = Field(
+        default="ddp", description="DDP (gloo/nccl), or DeepSpeed ZeRO with a torch AdamW passed in"
+    )
+    zero_stage: Literal[1, 2, 3] = 2
+    checkpoint_every_steps: int | None = Field(
+        default=20,
+        gt=0,
+        description="resumable checkpoint interval in optimizer steps (None: stage end only)",
+    )
+    keep_checkpoints: int = Field(default=2, gt=0, description="retention: the last N checkpoints are kept")
+    max_failures: int = Field(default=2, ge=0, description="Ray FailureConfig: worker-group restarts")
+    peak_tflops_per_worker: float | None = Field(
+        default=None,
+        gt=0,
+        description="for the MFU estimate; None: a known GPU's bf16 dense peak, or 0.1 TFLOP/s per CPU worker",
+    )
 
 
 class TrainConfig(_Strict):

@@ -1,8 +1,11 @@
 """Launch a training stage through Ray Train's ``TorchTrainer`` (or in-process for tests and debugging).
 
-Each worker runs :func:`training.loop.train_stage`; rank 0 saves the model into a Ray checkpoint, and the
-driver copies the reported checkpoint into the run's ``checkpoints/<stage>`` folder, so the same code works on
-a local Ray, and on a cluster whose ``storage_path`` is shared storage.
+Each worker runs :func:`training.loop.train_stage` with a :class:`RayCheckpointer`: every rank reports its own
+share of each resumable checkpoint (Ray merges them into one folder in ``storage_path``), and the last one also
+holds the exported sentence-transformers model under ``model/``, which the driver copies to the run's
+``checkpoints/<stage>``. A restarted worker group (``FailureConfig``) or a restarted driver (same run name and
+storage: Ray Train V2 restores its checkpoint list) resumes from ``ray.train.get_checkpoint()``. After a
+successful run the driver deletes the run's Ray storage, so a later run of the same name starts fresh.
 """
 
 from __future__ import annotations
@@ -11,28 +14,92 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from training.config import ScalingConfig
-from training.loop import TrainJob, train_stage
+from training.export import EXPORT_DIR, METRICS_FILE, write_export
+from training.loop import StageMetrics, TrainJob, train_stage
+from training.model import EmbeddingModel
+from training.telemetry import STEPS_FILE, ProgressBar
 
-METRICS_FILE = "train_metrics.json"
-
-
-def _save(model, metrics: dict, job: TrainJob, path: Path) -> None:
-    model.save(path, prompts={"query": "Instruct: {instruction} \n Query: "})
-    (path / METRICS_FILE).write_text(json.dumps(metrics | {"job": job.model_dump(mode="json")}, indent=2))
+__all__ = ["METRICS_FILE", "init_ray", "run_in_process", "run_with_ray"]
 
 
-def run_in_process(job: TrainJob, output_dir: Path) -> dict:
-    """Single-process training (world size 1): the fallback when no Ray launch is wanted."""
-    model, metrics = train_stage(job)
+class LocalCheckpointer:
+    """In-process checkpoints under ``root/step-XXXXXXXX`` (written to a temp name, then renamed)."""
+
+    def __init__(self, root: Path, keep: int) -> None:
+        self.root, self.keep = root, keep
+
+    def save(self, step: int, write: Callable[[Path], None], metrics: dict[str, Any], final: bool) -> None:
+        from training.checkpointing import apply_retention, step_dir
+
+        target = step_dir(self.root, step)
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        apply_retention(self.root, self.keep)
+
+
+class RayCheckpointer:
+    """Every rank writes its files into a local temp folder and reports it; Ray merges them in storage."""
+
+    def save(self, step: int, write: Callable[[Path], None], metrics: dict[str, Any], final: bool) -> None:
+        import ray.train
+
+        with tempfile.TemporaryDirectory(prefix="kalm-ckpt-") as tmp:
+            write(Path(tmp))
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=f"step-{step:08d}",
+            )
+
+
+def _exporter(job: TrainJob) -> Callable[[Path, EmbeddingModel | None, StageMetrics], None]:
+    def export(directory: Path, model: EmbeddingModel | None, metrics: StageMetrics) -> None:
+        if model is not None:
+            write_export(model, metrics, job, directory / EXPORT_DIR)
+
+    return export
+
+
+def run_in_process(job: TrainJob, output_dir: Path, state_dir: Path | None = None) -> dict:
+    """Single-process training (world size 1); with ``state_dir``, resumable checkpoints go there and a rerun
+    continues from the latest one. They are deleted once the stage's model is written."""
+    from training.checkpointing import latest_checkpoint
+
+    checkpointer = LocalCheckpointer(state_dir, job.scaling.keep_checkpoints) if state_dir else None
+    resume = latest_checkpoint(state_dir) if state_dir else None
+    if state_dir is not None:
+        job = job.model_copy(update={"log_dir": str(state_dir)})
+    bar = ProgressBar(job.stage.name)
+    if job.log_dir:
+        bar.follow(Path(job.log_dir) / STEPS_FILE)
+    try:
+        model, metrics = train_stage(job, checkpointer=checkpointer, resume_from=resume)
+    finally:
+        bar.close()
+    if job.debug.stop_after_steps == metrics.steps and metrics.steps < _planned(metrics):
+        return metrics.as_dict()  # a debug stop: the checkpoint is the output
+    assert model is not None
     tmp = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    _save(model, metrics.as_dict(), job, tmp)
+    write_export(model, metrics, job, tmp)
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
     return metrics.as_dict()
+
+
+def _planned(metrics: StageMetrics) -> int:
+    return int(metrics.records[-1]["total_steps"]) if metrics.records else 0
 
 
 def _ray_worker(config: dict) -> None:
@@ -43,14 +110,19 @@ def _ray_worker(config: dict) -> None:
     job = TrainJob.model_validate(config)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    model, metrics = train_stage(job, rank, world)
-    summary = {k: v for k, v in metrics.as_dict().items() if not isinstance(v, list)}
-    if rank == 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            _save(model, metrics.as_dict(), job, Path(tmp))
-            ray.train.report(summary, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    else:
-        ray.train.report(summary)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        train_stage(job, rank, world, checkpointer=RayCheckpointer(), export_final=_exporter(job))
+        return
+    with checkpoint.as_directory() as directory:
+        train_stage(
+            job,
+            rank,
+            world,
+            checkpointer=RayCheckpointer(),
+            resume_from=Path(directory),
+            export_final=_exporter(job),
+        )
 
 
 def init_ray(address: str | None = None) -> None:
@@ -81,11 +153,14 @@ def run_with_ray(
     ray_address: str | None = None,
     name: str | None = None,
 ) -> dict:
-    """Train with ``scaling.num_workers`` Ray workers (DDP over gloo on CPU, nccl on GPU)."""
+    """Train with ``scaling.num_workers`` Ray workers: DDP (gloo/nccl) or DeepSpeed ZeRO, per ``scaling``."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     init_ray(ray_address)
+    name = name or job.stage.name
+    run_dir = storage_dir.resolve() / name
+    job = job.model_copy(update={"scaling": scaling, "log_dir": str(run_dir)})
     config = job.model_dump(mode="json") | {"threads_per_worker": max(1, int(scaling.cpus_per_worker))}
     trainer = TorchTrainer(
         train_loop_per_worker=_ray_worker,
@@ -96,14 +171,28 @@ def run_with_ray(
             resources_per_worker={"CPU": scaling.cpus_per_worker} | ({"GPU": 1} if scaling.use_gpu else {}),
         ),
         torch_config=TorchConfig(backend=scaling.backend),
-        run_config=ray.train.RunConfig(name=name or job.stage.name, storage_path=str(storage_dir.resolve())),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(storage_dir.resolve()),
+            failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=scaling.keep_checkpoints),
+        ),
     )
-    result = trainer.fit()
+    bar = ProgressBar(name)
+    bar.follow(run_dir / STEPS_FILE)
+    try:
+        result = trainer.fit()
+    finally:
+        bar.close()
     if result.checkpoint is None:
         raise RuntimeError(f"stage {job.stage.name}: Ray run finished without a checkpoint")
     tmp = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    result.checkpoint.to_directory(str(tmp))
+    with result.checkpoint.as_directory() as directory:
+        if not (Path(directory) / EXPORT_DIR).is_dir():
+            raise RuntimeError(f"stage {job.stage.name}: the last checkpoint has no exported model")
+        shutil.copytree(Path(directory) / EXPORT_DIR, tmp)
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
     return json.loads((output_dir / METRICS_FILE).read_text())

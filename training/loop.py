@@ -1,40 +1,84 @@
 """One training stage on one worker: plain torch, no Ray or Prefect, so it runs (and is tested) anywhere.
 
-The launcher decides how many workers run this function; under ``torch.distributed`` the model is wrapped
-in DDP and the loss gathers documents across ranks, so every rank's queries see the global batch.
+The launcher decides how many workers run this function; the backend (:mod:`training.backends`) wraps the
+model in DDP or DeepSpeed, and the loss gathers documents across ranks, so every rank's queries see the
+global batch.
 
 Per step: the :class:`~training.sampler.SemiHomogeneousSampler` gives this rank its slice of a (mostly)
 same-source global batch; each query gets its positive and ``hard_negatives`` negatives; the loss is
 :func:`build_loss`'s composition (InfoNCE + focal + hard-negative mixing, same-label masking, MRL).
 Randomness is keyed by (seed, step, rank) — negatives choice and mixing — or (seed, epoch) — batches — so
-two runs with one seed are identical.
+two runs with one seed are identical, and a run resumed from a checkpoint (model, optimizer, scheduler,
+sampler position, every rank's RNG states: :mod:`training.checkpointing`) continues exactly as the
+uninterrupted run would have.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from training.backbone import build_tiny_backbone, tiny_qwen2_config
-from training.config import ModelConfig, StageConfig
+from training.backends import build_engine
+from training.checkpointing import (
+    TrainState,
+    check_resumable,
+    config_hash,
+    read_train_state,
+    restore_rng,
+    write_rank_files,
+)
+from training.components import (
+    _device,
+    build_loss,
+    build_model,
+    build_sampler,
+    enable_checkpointing,
+    label_key,
+    linear_schedule,
+    step_seed,
+)
+from training.config import ModelConfig, ScalingConfig, StageConfig
 from training.data import Example, choose_negatives, load_examples
-from training.losses import HardNegativeMixer, InfoNCELoss, MatryoshkaLoss, encode_labels
+from training.losses import HardNegativeMixer, encode_labels
 from training.model import EmbeddingModel
 from training.sampler import SemiHomogeneousSampler
-from training.tokenizer import train_bpe_tokenizer
+from training.telemetry import STEPS_FILE, StepLog, peak_flops
+
+__all__ = [
+    "Checkpointer",
+    "DebugHooks",
+    "StageMetrics",
+    "TrainJob",
+    "build_loss",
+    "build_model",
+    "build_sampler",
+    "enable_checkpointing",
+    "label_key",
+    "linear_schedule",
+    "step_seed",
+    "train_stage",
+]
+
+
+class DebugHooks(BaseModel):
+    """Test-only fault injection: stop cleanly after a step, or kill one rank's process once."""
+
+    stop_after_steps: int | None = None
+    fail_rank: int | None = None
+    fail_at_step: int | None = None
+    fail_marker: str | None = None  # created before the kill; while it exists the kill does not repeat
+    fail_delay_s: float = 5.0
 
 
 class TrainJob(BaseModel):
@@ -42,6 +86,21 @@ class TrainJob(BaseModel):
     model: ModelConfig
     data_dir: str
     init_from: str | None = None
+    scaling: ScalingConfig = ScalingConfig()
+    log_dir: str | None = None  # rank 0 appends the per-step JSONL here while training
+    debug: DebugHooks = DebugHooks()
+
+    def config_hash(self) -> str:
+        """What determines the weights: a checkpoint is resumable only by a job with the same hash."""
+        return config_hash(self.model_dump(mode="json", include={"stage", "model", "data_dir", "init_from"}))
+
+
+class Checkpointer(Protocol):
+    """Where resumable checkpoints go (a local folder, or Ray's ``report``); called on every rank."""
+
+    def save(
+        self, step: int, write: Callable[[Path], None], metrics: dict[str, Any], final: bool
+    ) -> None: ...
 
 
 @dataclass
@@ -53,6 +112,11 @@ class StageMetrics:
     tokens: int = 0
     wall_time_s: float = 0.0
     sampler_state: dict[str, Any] = field(default_factory=dict)  # where the sampler stopped (not logged)
+    records: list[dict[str, Any]] = field(default_factory=list)  # per step: loss, lr, tokens/s, MFU
+    tokens_per_s: float | None = None
+    mfu: float | None = None
+    resumed_at: list[int] = field(default_factory=list)
+    peak_memory_mb: float | None = None  # rank 0's peak (GPU allocated, or process RSS on CPU)
 
     def as_dict(self) -> dict:
         return {
@@ -63,95 +127,28 @@ class StageMetrics:
             "tokens": self.tokens,
             "wall_time_s": round(self.wall_time_s, 3),
             "final_loss": self.losses[-1] if self.losses else None,
+            "tokens_per_s": self.tokens_per_s,
+            "mfu": self.mfu,
+            "resumed_at": self.resumed_at,
+            "peak_memory_mb": self.peak_memory_mb,
         }
 
 
-def build_model(job: TrainJob, examples: list[Example]) -> EmbeddingModel:
-    torch.manual_seed(job.stage.seed)
-    if job.init_from:
-        return EmbeddingModel.load(Path(job.init_from), job.model)
-    if job.model.base:
-        from transformers import AutoTokenizer
+def train_stage(
+    job: TrainJob,
+    rank: int = 0,
+    world_size: int = 1,
+    checkpointer: Checkpointer | None = None,
+    resume_from: Path | None = None,
+    export_final: Callable[[Path, EmbeddingModel | None, StageMetrics], None] | None = None,
+) -> tuple[EmbeddingModel | None, StageMetrics]:
+    """Train one stage; return the full-precision model (``None`` off rank 0 under ZeRO-3) and its metrics.
 
-        from training.backbone import load_backbone
-
-        return EmbeddingModel(
-            load_backbone(job.model.base, job.model), AutoTokenizer.from_pretrained(job.model.base), job.model
-        )
-    texts = [t for e in examples for t in (e.query, e.positive, *e.negatives)]
-    tokenizer = train_bpe_tokenizer(texts, job.model.tiny.vocab_size)
-    config = tiny_qwen2_config(job.model.tiny, len(tokenizer), job.model.max_length, tokenizer.pad_token_id)
-    return EmbeddingModel(build_tiny_backbone(config, job.model), tokenizer, job.model)
-
-
-def linear_schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def build_loss(stage: StageConfig, width: int) -> nn.Module:
-    """The stage's loss: InfoNCE (focal γ, mixing when enabled), wrapped in MRL when ``matryoshka`` is set."""
-    mixer = None
-    if stage.mixing.enabled:
-        mixer = HardNegativeMixer(stage.mixing.k, stage.mixing.pair_choice, stage.mixing.detach, stage.seed)
-    loss: nn.Module = InfoNCELoss(stage.temperature, 1 + stage.hard_negatives, stage.focal_gamma, mixer=mixer)
-    if stage.matryoshka is not None:
-        if max(stage.matryoshka.dims) > width:
-            raise ValueError(
-                f"stage {stage.name}: matryoshka dims {stage.matryoshka.dims} exceed the model width {width}"
-            )
-        loss = MatryoshkaLoss(loss, stage.matryoshka.dims, stage.matryoshka.weights)
-    return loss
-
-
-def build_sampler(
-    stage: StageConfig, examples: list[Example], rank: int, world_size: int
-) -> SemiHomogeneousSampler:
-    lengths = [len(e.query) + len(e.positive) for e in examples] if stage.length_bucketing else None
-    return SemiHomogeneousSampler(
-        [e.source for e in examples],
-        stage.batch_size,
-        homogeneous_ratio=stage.homogeneous_ratio,
-        seed=stage.seed,
-        rank=rank,
-        world_size=world_size,
-        lengths=lengths,
-        bucket_batches=stage.length_bucketing,
-    )
-
-
-def label_key(example: Example) -> str | None:
-    """The masking label, namespaced by source: label "0" of one dataset is not label "0" of another."""
-    return None if example.label is None else f"{example.source}\x1f{example.label}"
-
-
-def step_seed(seed: int, step: int, rank: int) -> int:
-    digest = hashlib.blake2b(f"{seed}:{step}:{rank}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def enable_checkpointing(backbone: nn.Module) -> None:
-    """Recompute layer activations in the backward pass (non-reentrant, so DDP and frozen inputs work)."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(backbone, "activation_checkpointing_enable"):  # transformers >= 5.x
-        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-
-def _device() -> torch.device:
-    if torch.cuda.is_available():
-        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return torch.device("cpu")
-
-
-def train_stage(job: TrainJob, rank: int = 0, world_size: int = 1) -> tuple[EmbeddingModel, StageMetrics]:
-    """Train one stage and return the (unwrapped) model and its metrics."""
+    With a ``checkpointer``, a resumable checkpoint is saved every ``checkpoint_every_steps`` and at the end;
+    ``export_final`` adds the exported model to that last checkpoint. ``resume_from`` continues from one.
+    """
     started = time.perf_counter()
-    stage = job.stage
+    stage, scaling = job.stage, job.scaling
     examples = load_examples(Path(job.data_dir), stage.data_stage)
     model = build_model(job, examples)
     device = _device()
@@ -159,63 +156,164 @@ def train_stage(job: TrainJob, rank: int = 0, world_size: int = 1) -> tuple[Embe
     if stage.gradient_checkpointing:
         enable_checkpointing(model.backbone)
     model.train()
-    distributed = dist.is_available() and dist.is_initialized() and world_size > 1
-    network = DistributedDataParallel(model) if distributed else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=stage.learning_rate, weight_decay=stage.weight_decay)
-    loss_fn = build_loss(stage, model.backbone.config.hidden_size)
-    mixers = [m for m in loss_fn.modules() if isinstance(m, HardNegativeMixer)]
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if stage.bf16 and device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-
     sampler = build_sampler(stage, examples, rank, world_size)
     if len(sampler) == 0:
         raise ValueError(f"stage {stage.name}: {len(examples)} examples < one batch of {stage.batch_size}")
     total = stage.max_steps or math.ceil(stage.epochs * len(sampler))
     warmup = int(stage.warmup_ratio * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, total, warmup))
+    params = sum(p.numel() for p in model.parameters())
+    engine = build_engine(
+        model,
+        stage,
+        scaling,
+        lambda s: linear_schedule(s, total, warmup),
+        device,
+        world_size,
+        lambda: build_model(job, examples),
+    )
+    loss_fn = build_loss(stage, model.backbone.config.hidden_size)
+    mixers = [m for m in loss_fn.modules() if isinstance(m, HardNegativeMixer)]
     by_source: dict[str, list[Example]] = {}
     for example in examples:
         by_source.setdefault(example.source, []).append(example)
 
-    metrics = StageMetrics(examples=len(examples))
-    step = 0
-    while step < total:
+    state = TrainState(config_hash=job.config_hash(), world_size=world_size)
+    if resume_from is not None:
+        saved = read_train_state(resume_from)
+        check_resumable(saved, state.config_hash, world_size, resume_from)
+        engine.load(resume_from)
+        sampler.load_state_dict(saved.sampler)
+        restore_rng(resume_from, rank)
+        state = saved
+        state.resumed_at.append(state.step)
+    log_path = Path(job.log_dir) / STEPS_FILE if job.log_dir and rank == 0 else None
+    log = StepLog(
+        log_path, params, peak_flops(scaling.peak_tflops_per_worker, world_size), total, state.records
+    )
+
+    def save(final: bool, export: EmbeddingModel | None = None) -> None:
+        state.sampler = sampler.state_dict()
+
+        def write(directory: Path) -> None:
+            engine.save(directory, rank)
+            write_rank_files(directory, state, rank)
+            if export_final is not None and final:
+                export_final(directory, export, _metrics(state, len(examples), sampler, started))
+
+        assert checkpointer is not None
+        summary = {"step": state.step, "loss": state.records[-1]["loss"] if state.records else None}
+        checkpointer.save(state.step, write, summary, final)
+
+    stop_at = job.debug.stop_after_steps
+    while state.step < total and state.step != stop_at:
         for batch in sampler:
-            mine = [examples[i] for i in batch]
-            rng = random.Random(f"{stage.seed}:{step}:{rank}")
-            for mixer in mixers:
-                mixer.manual_seed(step_seed(stage.seed, step, rank))
-            documents = []
-            for example in mine:
-                documents.append(example.positive)
-                documents.extend(
-                    choose_negatives(example, stage.hard_negatives, by_source[example.source], rng)
-                )
-            labels = (
-                encode_labels([label_key(e) for e in mine], device=device) if stage.mask_same_label else None
+            loss, tokens = _train_step(
+                job, engine, loss_fn, mixers, examples, by_source, batch, state.step, rank
             )
-            inputs = model.tokenize([e.query for e in mine] + documents)
-            with autocast:
-                embeddings = network(inputs["input_ids"].to(device), inputs["attention_mask"].to(device))
-            loss = loss_fn(embeddings[: len(mine)], embeddings[len(mine) :], labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            metrics.losses.append(_global_mean(loss.detach(), distributed))
-            metrics.learning_rates.append(scheduler.get_last_lr()[0])
-            metrics.tokens += int(inputs["attention_mask"].sum()) * world_size
-            step += 1
-            if step >= total:
+            loss_value = _global_mean(loss.detach(), world_size > 1)
+            tokens = _global_sum(tokens, world_size > 1)
+            state.step += 1
+            state.tokens += tokens
+            log.record(state.step, loss_value, engine.lr(), tokens)
+            if (
+                checkpointer is not None
+                and (
+                    state.step == stop_at
+                    or (scaling.checkpoint_every_steps and state.step % scaling.checkpoint_every_steps == 0)
+                )
+                and state.step < total
+            ):
+                save(final=False)
+            _maybe_fail(job.debug, state.step, rank)
+            if state.step >= total or state.step == stop_at:
                 break
-    metrics.steps = step
-    metrics.sampler_state = sampler.state_dict()
-    metrics.wall_time_s = time.perf_counter() - started
-    return model, metrics
+    exported = engine.export()  # a collective under ZeRO-3
+    metrics = _metrics(state, len(examples), sampler, started)
+    if checkpointer is not None and state.step >= total:
+        save(final=True, export=exported)
+    return exported, metrics
+
+
+def _train_step(
+    job: TrainJob,
+    engine: Any,
+    loss_fn: nn.Module,
+    mixers: list[HardNegativeMixer],
+    examples: list[Example],
+    by_source: dict[str, list[Example]],
+    batch: list[int],
+    step: int,
+    rank: int,
+) -> tuple[torch.Tensor, int]:
+    """One optimizer step on this rank's slice; returns the local loss and this rank's token count."""
+    stage, model = job.stage, engine.module
+    device = next(model.parameters()).device
+    mine = [examples[i] for i in batch]
+    rng = random.Random(f"{stage.seed}:{step}:{rank}")
+    for mixer in mixers:
+        mixer.manual_seed(step_seed(stage.seed, step, rank))
+    documents = []
+    for example in mine:
+        documents.append(example.positive)
+        documents.extend(choose_negatives(example, stage.hard_negatives, by_source[example.source], rng))
+    labels = encode_labels([label_key(e) for e in mine], device=device) if stage.mask_same_label else None
+    inputs = model.tokenize([e.query for e in mine] + documents)
+    embeddings = engine.forward(inputs["input_ids"].to(device), inputs["attention_mask"].to(device))
+    loss = loss_fn(embeddings[: len(mine)], embeddings[len(mine) :], labels)
+    engine.step(loss)
+    return loss, int(inputs["attention_mask"].sum())
+
+
+def _metrics(
+    state: TrainState, examples: int, sampler: SemiHomogeneousSampler, started: float
+) -> StageMetrics:
+    from training.telemetry import summarize
+
+    throughput = summarize(state.records)
+    return StageMetrics(
+        losses=[r["loss"] for r in state.records],
+        learning_rates=[r["lr"] for r in state.records],
+        examples=examples,
+        steps=state.step,
+        tokens=state.tokens,
+        wall_time_s=time.perf_counter() - started,
+        sampler_state=sampler.state_dict(),
+        records=list(state.records),
+        tokens_per_s=throughput["tokens_per_s"],
+        mfu=throughput["mfu"],
+        resumed_at=list(state.resumed_at),
+        peak_memory_mb=throughput["peak_memory_mb"],
+    )
+
+
+def _maybe_fail(debug: DebugHooks, step: int, rank: int) -> None:
+    """Test hook: the process of ``fail_rank`` dies at ``fail_at_step`` — once, guarded by the marker file."""
+    if debug.fail_at_step != step or debug.fail_rank != rank or not debug.fail_marker:
+        return
+    marker = Path(debug.fail_marker)
+    if marker.exists():
+        return
+    marker.write_text(f"rank {rank} killed at step {step}\n")
+    # Ray Train's controller collects reported checkpoints when it polls the workers (every 2 s by default); a
+    # crash right after a report can lose it. Waiting makes "the last checkpoint" well defined for the test.
+    time.sleep(debug.fail_delay_s)
+    os._exit(1)
+
+
+def _global_sum(value: int, distributed: bool) -> int:
+    if not distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=_comm_device())
+    dist.all_reduce(tensor)
+    return int(tensor.item())
+
+
+def _comm_device() -> torch.device:
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
 
 
 def _global_mean(value: torch.Tensor, distributed: bool) -> float:

@@ -39,3 +39,19 @@ def tokenizer():
     from training.tokenizer import train_bpe_tokenizer
 
     return train_bpe_tokenizer(TEXTS * 4, TINY.vocab_size)
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory):
+    """The demo sources collected to canonical Parquet (both stages), shared by the training tests."""
+    from pathlib import Path
+
+    from data_catalog.catalog import load_catalog
+    from data_catalog.collect import collect_catalog
+    from data_catalog.demo_data import write_demo_sources
+
+    repo = Path(__file__).resolve().parents[2]
+    root = tmp_path_factory.mktemp("demo-train")
+    write_demo_sources(root / "raw")
+    collect_catalog(load_catalog(repo / "data_catalog" / "demo.yaml", base_dir=root / "raw"), root / "data")
+    return root / "data"
