@@ -34,7 +34,9 @@ def full_run(
     """
     resolved, run = resolve(profile, run_id, runs_dir, catalog, base_model, ray_address)
     data = build_data_steps(resolved, run)
-    trains = train_steps(resolved, run, data["balance"]["fingerprint"])
+    trains, mined = train_steps(resolved, run, data["balance"]["fingerprint"])
+    if mined is not None:
+        data = {**data, "mine": mined}
     soup = soup_steps(run, trains)
     evaluation = evaluate_steps(resolved, run, trains, soup)
     markdown = in_run(report_task, run)(str(run.root), data, trains, evaluation)

@@ -7,25 +7,43 @@ from prefect import flow
 from flows._common import in_run, recorded, resolve
 from kalm.profile import Profile
 from kalm.rundir import RunPaths
+from tasks.mine import mine_task
 from tasks.train import checkpoint_name, train_task
 
 
-def train_steps(profile: Profile, run: RunPaths, data_fingerprint: str) -> dict[str, dict]:
+def train_steps(
+    profile: Profile, run: RunPaths, data_fingerprint: str
+) -> tuple[dict[str, dict], dict | None]:
+    """Pre-train, mine hard negatives with it (unless disabled), fine-tune per soup seed.
+
+    Returns the training summaries by checkpoint name, and the mining summary (None without mining).
+    """
     profile_json = profile.model_dump(mode="json")
     train = in_run(train_task, run)
     pretrain = train(profile_json, str(run.root), "pretrain", None, data_fingerprint)
     trains = {"pretrain": pretrain}
+    finetune_data, finetune_fingerprint, mined = None, data_fingerprint, None
+    if profile.mining.enabled:
+        mined = in_run(mine_task, run)(
+            profile.mining.model_dump(mode="json"),
+            str(run.root),
+            pretrain["checkpoint"],
+            data_fingerprint,
+            pretrain["fingerprint"],
+        )
+        finetune_data, finetune_fingerprint = mined["output"], mined["fingerprint"]
     for seed in profile.train.soup_seeds:
         trains[checkpoint_name("finetune", seed)] = train(
             profile_json,
             str(run.root),
             "finetune",
             seed,
-            data_fingerprint,
+            finetune_fingerprint,
             init_from=pretrain["checkpoint"],
             init_fingerprint=pretrain["fingerprint"],
+            data_dir=finetune_data,
         )
-    return trains
+    return trains, mined
 
 
 @flow(name="train")
@@ -47,4 +65,5 @@ def train(
     """
     resolved, run = resolve(profile, run_id, runs_dir, base_model=base_model, ray_address=ray_address)
     balanced = recorded(run, "balance", "build-data")
-    return train_steps(resolved, run, balanced["fingerprint"])
+    trains, _ = train_steps(resolved, run, balanced["fingerprint"])
+    return trains

@@ -132,7 +132,8 @@ def train(
     run_id: RunIdOpt = "demo",
     runs_dir: RunsDirOpt = None,
 ) -> None:
-    """Train one stage on ``data/balanced``; fine-tuning starts from ``checkpoints/pretrain``."""
+    """Train one stage; fine-tuning starts from ``checkpoints/pretrain`` on ``data/mined`` (``kalm mine``)."""
+    from tasks.mine import mined_dir
     from tasks.train import train_step
 
     resolved, paths = _context(profile, run_id, runs_dir)
@@ -141,8 +142,28 @@ def train(
     init = paths.checkpoint("pretrain") if stage == "finetune" else None
     if init is not None and not init.exists():
         _fail(FileNotFoundError(f"fine-tuning starts from {init}; run `kalm train --stage pretrain` first"))
-    summary = train_step(resolved, paths, stage, seed if stage == "finetune" else None, init)
+    data_dir = None
+    if stage == "finetune" and resolved.mining.enabled:
+        data_dir = mined_dir(paths)
+        if not (data_dir / "manifest.json").exists():
+            _fail(FileNotFoundError(f"no mined data in {data_dir}; run `kalm mine` first"))
+    summary = train_step(resolved, paths, stage, seed if stage == "finetune" else None, init, data_dir)
     console.print(f"final loss {summary['metrics']['final_loss']:.4f} → {summary['checkpoint']}")
+
+
+@app.command()
+def mine(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None) -> None:
+    """Mine fine-tuning hard negatives with ``checkpoints/pretrain``: ``data/balanced`` → ``data/mined``."""
+    from tasks.mine import mine_step, mined_dir
+
+    resolved, paths = _context(profile, run_id, runs_dir)
+    model = paths.checkpoint("pretrain")
+    if not (model / "modules.json").exists():
+        _fail(FileNotFoundError(f"mining uses {model}; run `kalm train --stage pretrain` first"))
+    stats = mine_step(resolved.mining, paths, model)["stats"]
+    console.print(
+        f"{stats['rows_mined']} rows mined, dropped {stats['dropped_examples']} → {mined_dir(paths)}"
+    )
 
 
 @app.command()

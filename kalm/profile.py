@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kalm.balance import BalanceConfig
 from kalm.dedup import DecontaminationConfig, DedupConfig
+from kalm.mining.select import MiningConfig
 from kalm.settings import PROJECT_ROOT
 from training.config import TrainConfig
 
@@ -41,6 +42,7 @@ class Profile(BaseModel):
     )
     balance: BalanceConfig = BalanceConfig()
     train: TrainConfig
+    mining: MiningConfig = Field(default=MiningConfig(), description="hard negatives for the fine-tune stage")
     evaluate: EvalConfig = EvalConfig()
     launcher: str = Field(default="ray", pattern="^(ray|local)$")
     ray_address: str | None = None

@@ -74,6 +74,8 @@ def render_report(
     if figures_dir is not None and stats.get("cluster_size_histogram"):
         figure = write_cluster_histogram(stats["cluster_size_histogram"], figures_dir)
         lines += [f"![duplicate cluster sizes]({figure.parent.name}/{figure.name})", ""]
+    if data.get("mine"):
+        lines += _mining_lines(data["mine"])
     lines += ["## Training", ""]
     lines += _table(
         ["checkpoint", "steps", "examples", "first loss", "final loss", "wall s"],
@@ -109,3 +111,23 @@ def render_report(
 
 def _score(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f}"
+
+
+def _mining_lines(mine: Mapping) -> list[str]:
+    stats = mine["stats"]
+    lines = [
+        "## Hard-negative mining",
+        "",
+        f"Miner: `{stats['miner_checkpoint']}`. {stats['rows_mined']} rows mined, {stats['rows_exemplar']} "
+        f"classification/clustering rows kept their exemplar negatives, {stats['rows_filled_random']} rows "
+        f"topped up with random candidates. Mean cosine: positive {_cell(stats['positive_score_mean'])}, "
+        f"mined negatives {_cell(stats['negative_score_mean'])}.",
+        "",
+    ]
+    drops = [["dropped example", k, v] for k, v in stats["dropped_examples"].items()]
+    drops += [["rejected candidate", k, v] for k, v in stats["rejected_candidates"].items()]
+    if drops:
+        lines += _table(["what", "reason", "count"], drops)
+    if mine.get("plot"):
+        lines += [f"![mined score distributions]({mine['plot']})", ""]
+    return lines

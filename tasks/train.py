@@ -1,4 +1,5 @@
-"""Pipeline step: one training stage (pre-training, or fine-tuning with one seed) on ``data/balanced``.
+"""Pipeline step: one training stage: pre-training on ``data/balanced``, or fine-tuning (one seed) on the
+data mined with the pre-trained model (``data/mined``) or, without mining, on ``data/balanced``.
 
 The step summary carries the training telemetry (per-step losses, tokens/s, MFU, the step log and loss-curve
 files), and inside a Prefect run the stage's summary is also published as a Markdown artifact.
@@ -23,7 +24,12 @@ def checkpoint_name(stage: str, seed: int | None = None) -> str:
 
 
 def train_step(
-    profile: Profile, run: RunPaths, stage: str, seed: int | None = None, init_from: Path | None = None
+    profile: Profile,
+    run: RunPaths,
+    stage: str,
+    seed: int | None = None,
+    init_from: Path | None = None,
+    data_dir: Path | None = None,
 ) -> dict:
     stage_config = getattr(profile.train, stage)
     if seed is not None:
@@ -32,7 +38,7 @@ def train_step(
     job = TrainJob(
         stage=stage_config,
         model=profile.train.model,
-        data_dir=str(run.balanced),
+        data_dir=str(data_dir or run.balanced),
         init_from=str(init_from) if init_from else None,
         scaling=profile.train.scaling,
     )
@@ -57,7 +63,7 @@ def train_step(
             "steps_log": str(output / STEPS_FILE),
             "loss_curve": str(output / CURVE_FILE),
         },
-        parents=("balance", "train-pretrain") if init_from else ("balance",),
+        parents=(("mine" if data_dir else "balance"), *(("train-pretrain",) if init_from else ())),
     )
 
 
@@ -70,6 +76,7 @@ def train_task(
     upstream: str,
     init_from: str | None = None,
     init_fingerprint: str | None = None,
+    data_dir: str | None = None,
 ) -> dict:
     summary = train_step(
         Profile.model_validate(profile),
@@ -77,6 +84,7 @@ def train_task(
         stage,
         seed,
         Path(init_from) if init_from else None,
+        Path(data_dir) if data_dir else None,
     )
     publish_training_summary(checkpoint_name(stage, seed), summary)
     return summary
