@@ -22,7 +22,7 @@ from mteb.abstasks import (
 from mteb.abstasks.abstask import AbsTask
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from kalm.evaluation.task_spec import LocalTaskSpec, read_jsonl, read_qrels, read_task_spec
+from kalm.evaluation.task_spec import LocalTaskSpec, read_jsonl, read_qrels, select_task_specs
 from kalm.hashing import hash_directory
 
 _CATEGORY = {"Classification": "t2c", "Clustering": "t2c"}  # every other local type is text-to-text
@@ -204,25 +204,4 @@ def load_local_tasks(tasks_dir: Path, names: Sequence[str] | None = None) -> lis
     `names` selects tasks by their task.json `name`; an unknown name is an error rather than silently
     evaluating fewer tasks than asked for.
     """
-    tasks_dir = Path(tasks_dir)
-    if not tasks_dir.is_dir():
-        raise ValueError(f"tasks directory {tasks_dir} does not exist")
-    specs: dict[str, LocalTaskSpec] = {}
-    for sub in sorted(p for p in tasks_dir.iterdir() if p.is_dir() and (p / "task.json").is_file()):
-        spec = read_task_spec(sub)
-        if spec.name in specs:
-            raise ValueError(
-                f"local task {sub.name!r} ({sub}): task.json field 'name': {spec.name!r} is also used by "
-                f"{specs[spec.name].task_dir}"
-            )
-        specs[spec.name] = spec
-    if names is not None:
-        unknown = [n for n in names if n not in specs]
-        if unknown:
-            raise ValueError(
-                f"unknown task name(s) {unknown} in {tasks_dir}; available: {', '.join(sorted(specs))}"
-            )
-        selected = [specs[n] for n in dict.fromkeys(names)]
-    else:
-        selected = [specs[n] for n in sorted(specs)]
-    return [make_task(spec) for spec in selected]
+    return [make_task(spec) for spec in select_task_specs(tasks_dir, names)]

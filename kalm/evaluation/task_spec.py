@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,28 @@ def read_qrels(spec: LocalTaskSpec, relative: str) -> dict[str, dict[str, int]]:
     if not qrels:
         raise _fail(spec.task_dir, f"file {relative!r}", "no rows")
     return qrels
+
+
+def select_task_specs(tasks_dir: Path, names: Sequence[str] | None = None) -> list[LocalTaskSpec]:
+    """Every sub-directory of ``tasks_dir`` with a task.json, sorted by task name, or ``names`` in the order
+    given. Duplicate task names and unknown requested names are errors (never silently fewer tasks)."""
+    tasks_dir = Path(tasks_dir)
+    if not tasks_dir.is_dir():
+        raise ValueError(f"tasks directory {tasks_dir} does not exist")
+    specs: dict[str, LocalTaskSpec] = {}
+    for sub in sorted(p for p in tasks_dir.iterdir() if p.is_dir() and (p / "task.json").is_file()):
+        spec = read_task_spec(sub)
+        if spec.name in specs:
+            raise ValueError(
+                f"local task {sub.name!r} ({sub}): task.json field 'name': {spec.name!r} is also used by "
+                f"{specs[spec.name].task_dir}"
+            )
+        specs[spec.name] = spec
+    if names is None:
+        return [specs[n] for n in sorted(specs)]
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise ValueError(
+            f"unknown task name(s) {unknown} in {tasks_dir}; available: {', '.join(sorted(specs))}"
+        )
+    return [specs[n] for n in dict.fromkeys(names)]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kalm.evaluation.task_spec import LocalTaskSpec, read_task_spec
+from kalm.evaluation.task_spec import select_task_specs
 from kalm.hashing import hash_directory
 
 
@@ -37,20 +37,5 @@ def local_task_refs(tasks_dir: Path | str, names: Sequence[str] | None = None) -
     Same selection rules: every sub-directory with a task.json, sorted by name, or `names` in the order given;
     an unknown name is an error.
     """
-    root = Path(tasks_dir)
-    if not root.is_dir():
-        raise ValueError(f"tasks directory {root} does not exist")
-    specs: dict[str, LocalTaskSpec] = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and (p / "task.json").is_file()):
-        spec = read_task_spec(sub)
-        specs[spec.name] = spec
-    if names is not None:
-        unknown = [n for n in names if n not in specs]
-        if unknown:
-            raise ValueError(
-                f"unknown task name(s) {unknown} in {root}; available: {', '.join(sorted(specs))}"
-            )
-        selected = [specs[n] for n in dict.fromkeys(names)]
-    else:
-        selected = [specs[n] for n in sorted(specs)]
+    selected = select_task_specs(Path(tasks_dir), names)
     return [TaskRef(s.name, s.type, hash_directory(s.task_dir)) for s in selected]
