@@ -139,6 +139,7 @@ def test_sigkill_during_training_then_resume(uninterrupted, tmp_path):
     time.sleep(3)  # into the first fine-tuning stage
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
+    time.sleep(3)  # Ray's workers (own process groups) notice their raylet died and exit
     assert not (run_dir / "checkpoints" / "soup").exists(), "killed too late: the run had already finished"
     pretrain_weights = (run_dir / "checkpoints" / "pretrain" / "model.safetensors").stat().st_mtime_ns
 

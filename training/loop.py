@@ -197,7 +197,9 @@ def train_stage(
         def write(directory: Path) -> None:
             engine.save(directory, rank)
             write_rank_files(directory, state, rank)
-            if export_final is not None and final:
+            # Rank 0 alone writes the exported model: Ray merges every rank's folder into one checkpoint, and
+            # two ranks writing the same file names there interleave (a corrupt train_metrics.json was seen).
+            if export_final is not None and final and rank == 0:
                 export_final(directory, export, _metrics(state, len(examples), sampler, started))
 
         assert checkpointer is not None

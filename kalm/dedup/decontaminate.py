@@ -388,7 +388,7 @@ def decontaminate_dataset(
     tasks_dir: Path | None = None,
     cfg: DecontaminationConfig | None = None,
 ) -> DecontaminationStats:
-    """Drop rows of every ``part-*.parquet`` under ``in_dir`` that leak a text of the tasks in ``tasks_dir``.
+    """Drop rows of every ``*.parquet`` (but ``removed.parquet``) under ``in_dir`` that leak a text of the tasks in ``tasks_dir``.
 
     ``tasks_dir`` defaults to ``cfg.tasks_dir``. Writes ``part-*.parquet`` (kept rows, canonical schema,
     sorted by id), ``removed.parquet`` (one line per (dropped row, evaluation task) with the row's key and
@@ -400,7 +400,8 @@ def decontaminate_dataset(
     tasks_dir = tasks_dir if tasks_dir is not None else cfg.tasks_dir
     if cfg.enabled and tasks_dir is None:
         raise ValueError("decontamination needs a tasks_dir (argument or DecontaminationConfig.tasks_dir)")
-    files = discover_parquet(in_dir, "part-*.parquet", exclude=out_dir)
+    # Every Parquet file of rows, but not the upstream dedup step's removed.parquet (another schema).
+    files = [p for p in discover_parquet(in_dir, "*.parquet", exclude=out_dir) if p.name != "removed.parquet"]
     index = build_eval_index(Path(tasks_dir), cfg) if cfg.enabled else None
     hasher = MinHasher(cfg.num_perm, cfg.seed)
     records: list[dict] = []
