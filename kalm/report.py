@@ -50,6 +50,8 @@ def render_report(
     decontamination = data.get("decontaminate")
     lines = [f"# kalm-pipeline run `{run_id}`", "", "## Data", ""]
     lines += _table(["category", "rows collected"], [[k, v] for k, v in collect["rows_by_category"].items()])
+    if collect.get("rows_by_stage"):
+        lines += _table(["stage", "rows collected"], [[k, v] for k, v in collect["rows_by_stage"].items()])
     if collect.get("quarantined"):
         lines += ["Quarantined rows (reason → count):", ""]
         lines += _table(

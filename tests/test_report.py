@@ -6,7 +6,11 @@ from kalm.report import render_report
 
 
 def test_report_sections_and_scores():
-    collect = {"rows_by_category": {"qa": 10, "nli": 5}, "quarantined": {"src": {"malformed_json": 2}}}
+    collect = {
+        "rows_by_category": {"qa": 10, "nli": 5},
+        "rows_by_stage": {"finetune": 15},
+        "quarantined": {"src": {"malformed_json": 2}},
+    }
     dedup = {
         "stats": {
             "rows_in": 15,
@@ -60,6 +64,7 @@ def test_report_sections_and_scores():
     markdown = render_report("r1", data, trains, evaluation)
     assert "# kalm-pipeline run `r1`" in markdown
     assert "| qa | 10 |" in markdown and "malformed_json: 2" in markdown
+    assert "| finetune | 15 |" in markdown
     assert "15 rows in, 2 exact and 1 near duplicates removed, 12 rows out" in markdown
     assert "| finetune | qa | 8 | 6 | 0.5000 | 0.5000 |" in markdown
     assert "| pretrain | 3 | 12 | 2.0000 | 0.5000 | 1.0000 |" in markdown
