@@ -63,6 +63,17 @@ def text_of(record: dict[str, Any], columns: str | list[str] | None) -> str | No
     return "\n\n".join(part for part in parts if part.strip())
 
 
+def record_texts(item: RawRecord, *columns: str | list[str] | None) -> tuple[str, ...]:
+    """The texts of ``columns`` in a readable record; :class:`RecordProblem` with the quarantine reason
+    (the loader's parse error, or ``missing_field:<column>``) otherwise."""
+    if item.record is None:
+        raise RecordProblem(item.error or "unreadable")
+    try:
+        return tuple(text_of(item.record, column) or "" for column in columns)
+    except KeyError as missing:
+        raise RecordProblem(f"missing_field:{missing.args[0]}") from None
+
+
 def list_of(record: dict[str, Any], columns: str | list[str] | None) -> list[str]:
     """Negatives from one or more columns, each a string or a list of strings; blanks are skipped."""
     if columns is None:

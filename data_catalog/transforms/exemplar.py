@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from data_catalog.catalog import Source
 from data_catalog.loaders import RawRecord
-from data_catalog.transforms.base import Rejected, Row, check_text, text_of
+from data_catalog.transforms.base import RecordProblem, Rejected, Row, check_text, record_texts
 
 
 def exemplar_rows(
@@ -24,14 +24,10 @@ def exemplar_rows(
     fields = source.fields
     kept: list[tuple[int, str, str, str]] = []
     for item in records:
-        if item.record is None:
-            yield Rejected(item.row_number, item.error or "unreadable", item.raw)
-            continue
         try:
-            text = text_of(item.record, fields.text) or ""
-            label = text_of(item.record, fields.label) or ""
-        except KeyError as missing:
-            yield Rejected(item.row_number, f"missing_field:{missing.args[0]}", item.raw)
+            text, label = record_texts(item, fields.text, fields.label)
+        except RecordProblem as problem:
+            yield Rejected(item.row_number, str(problem), item.raw)
             continue
         reason = check_text("text", text, max_chars) or check_text("label", label, max_chars)
         if reason:

@@ -6,21 +6,18 @@ from collections.abc import Iterable, Iterator
 
 from data_catalog.catalog import Source
 from data_catalog.loaders import RawRecord
-from data_catalog.transforms.base import Rejected, Row, list_of, text_of, validate
+from data_catalog.transforms.base import RecordProblem, Rejected, Row, list_of, record_texts, validate
 
 
 def pair_rows(source: Source, records: Iterable[RawRecord], max_chars: int) -> Iterator[Row | Rejected]:
     fields = source.fields
     for item in records:
-        if item.record is None:
-            yield Rejected(item.row_number, item.error or "unreadable", item.raw)
-            continue
         try:
-            query = text_of(item.record, fields.query) or ""
-            positive = text_of(item.record, fields.positive) or ""
-        except KeyError as missing:
-            yield Rejected(item.row_number, f"missing_field:{missing.args[0]}", item.raw)
+            query, positive = record_texts(item, fields.query, fields.positive)
+        except RecordProblem as problem:
+            yield Rejected(item.row_number, str(problem), item.raw)
             continue
+        assert item.record is not None  # record_texts raised otherwise
         label = item.record.get(fields.label) if fields.label else None
         row = Row(
             query, positive, list_of(item.record, fields.negatives), None if label is None else str(label)
