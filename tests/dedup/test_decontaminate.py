@@ -17,7 +17,7 @@ from kalm.dedup.decontaminate import REMOVED_SCHEMA
 
 from .fixtures import read_dir, write_rows
 
-SHARED = Path("/work/shared/datasets")
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"  # ../shared beside the repo
 LONG = " ".join(f"w{i}" for i in range(40))
 
 
