@@ -16,7 +16,13 @@ import pyarrow.compute as pc
 # ``utf8_lower`` is Unicode lowercasing; these are the casefold mappings that matter in practice beyond it.
 _CASEFOLD_EXTRA = (("ß", "ss"), ("ς", "σ"))
 _PUNCT_RE2 = r"\p{P}+"
-_SPACE_RE2 = r"[\s\p{Z}]+"
+# Every character Python's ``str.split()`` treats as whitespace (C0 separators, NEL, NBSP, \p{Z}), minus " ".
+_OTHER_SPACE = (
+    r"\t\n\v\f\r\x{1c}-\x{1f}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+)
+# Match only what must change (runs of 2+, or one non-" " space): leaving the common single " " out of the
+# replace path made normalisation ~4x faster.
+_SPACE_RE2 = rf"[ {_OTHER_SPACE}]{{2,}}|[{_OTHER_SPACE}]"
 
 
 def normalize_array(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -6,7 +6,15 @@ import numpy as np
 import pyarrow as pa
 from datasketch import MinHash
 
-from kalm.dedup.minhash import MinHasher, fmix64, fold32, jaccard_estimate, sha1_hash32_array, shingle_hashes
+from kalm.dedup.minhash import (
+    MinHasher,
+    fmix64,
+    fold32,
+    hash_strings,
+    jaccard_estimate,
+    sha1_hash32_array,
+    shingle_hashes,
+)
 from kalm.dedup.normalize import normalize_array, normalize_text
 
 
@@ -88,3 +96,27 @@ def test_normalisation_matches_python_reference() -> None:
     ]
     assert normalize_array(pa.array(texts)).to_pylist() == [normalize_text(t) for t in texts]
     assert normalize_text("Hello,  World!") == normalize_text("ＨＥＬＬＯ　world.") == "hello world"
+
+
+def test_normalisation_folds_every_python_whitespace_like_the_reference() -> None:
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    texts = [f"a{c}b{c}{c}c  d {c}" for c in spaces] + [" \t lead", "tail \n", "x , y"]
+    assert normalize_array(pa.array(texts)).to_pylist() == [normalize_text(t) for t in texts]
+
+
+def test_mixed_batches_place_each_documents_shingles_in_order() -> None:
+    texts = ["中文文本去重测试", "one two three four five six seven eight nine", "ab", "", "short text here"]
+    flat, offsets = shingle_hashes(pa.array(texts))
+    for i, text in enumerate(texts):
+        alone, _ = shingle_hashes(pa.array([text]))
+        assert np.array_equal(flat[offsets[i] : offsets[i + 1]], alone), text
+
+
+def test_string_hashes_depend_only_on_the_bytes() -> None:
+    words = ["", "a", "ab", "ba", "héllo", "a" * 5000, "a" * 4999 + "b", "ab"]
+    h = hash_strings(pa.array(words))
+    assert h[2] == h[7] and len(set(h.tolist())) == len(words) - 1
+    # Slices (non-zero Arrow offsets), large_string and chunked inputs give the same hashes.
+    assert np.array_equal(hash_strings(pa.array(words).slice(3)), h[3:])
+    assert np.array_equal(hash_strings(pa.array(words, pa.large_string())), h)
+    assert np.array_equal(hash_strings(pa.chunked_array([words[:4], words[4:]])), h)
