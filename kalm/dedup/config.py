@@ -29,7 +29,12 @@ class DedupConfig(BaseModel):
     batch_size: int = Field(4096, ge=1, description="documents per signature batch")
     bucket_window: int = Field(16, ge=1, description="neighbours paired per member inside an LSH bucket")
     max_examples: int = Field(5, ge=0)
-    use_ray: bool = Field(False, description="compute signatures + band keys as Ray Data stages")
+    use_ray: bool = Field(
+        False, description="signatures, band keys and bucket grouping (candidate pairs) as Ray Data stages"
+    )
+    ray_bucket_partitions: int = Field(
+        16, ge=1, description="hash partitions of the band-key shuffle (each must fit one worker's memory)"
+    )
     ray_address: str | None = Field(None, description="Ray cluster address; None starts/uses a local Ray")
     ray_num_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved per Ray signature task")
 

@@ -23,7 +23,7 @@ from kalm.dedup.io import PartWriter, discover_parquet
 from kalm.dedup.lsh import band_keys, candidate_pairs, verified_components
 from kalm.dedup.minhash import MinHasher, shingle_hashes
 from kalm.dedup.normalize import join_pair, normalize_array
-from kalm.dedup.ray_stage import ray_band_keys
+from kalm.dedup.ray_stage import ray_candidate_pairs
 
 _KEY_COLUMNS = ["id", "source", "category", "query", "positive"]
 REMOVED_SCHEMA = pa.schema(
@@ -61,27 +61,22 @@ def _exact_reps(
     return np.asarray(rep, dtype=np.int64)
 
 
-def _local_band_keys(texts: pa.ChunkedArray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``(docs, bands)`` band keys and the has-shingles mask of normalised texts, in this process."""
+def _local_candidate_pairs(texts: pa.ChunkedArray, cfg: DedupConfig) -> np.ndarray:
+    """Candidate pairs of normalised texts from their LSH buckets, all in this process."""
     shingling = {"ngram": cfg.ngram, "char_ngram": cfg.char_ngram, "short_text_words": cfg.short_text_words}
     hasher = MinHasher(cfg.num_perm, cfg.seed)
-    keys, has = [], []
+    keys, has = [np.empty((0, cfg.bands), np.uint64)], [np.empty(0, bool)]
     for start in range(0, len(texts), cfg.batch_size):
         sig, nonempty = hasher.signatures_of_texts(texts.slice(start, cfg.batch_size), **shingling)
         keys.append(band_keys(sig, cfg.bands, cfg.rows))
         has.append(nonempty)
-    if not keys:
-        return np.empty((0, cfg.bands), np.uint64), np.empty(0, bool)
-    return np.concatenate(keys), np.concatenate(has)
+    docs = np.flatnonzero(np.concatenate(has))  # shingle-less (empty) texts are never near-duplicates
+    return candidate_pairs(np.concatenate(keys)[docs], docs, cfg.bucket_window)
 
 
-def _near_reps(texts: pa.ChunkedArray, keys: np.ndarray, has: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Per text, the smallest index of its verified near-duplicate component (``keys``/``has`` per text)."""
-    if not len(texts):
-        return np.empty(0, np.int64)
+def _near_reps(texts: pa.ChunkedArray, pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Per text, the smallest index of its verified near-duplicate component, from candidate ``pairs``."""
     shingling = {"ngram": cfg.ngram, "char_ngram": cfg.char_ngram, "short_text_words": cfg.short_text_words}
-    docs = np.flatnonzero(has)  # shingle-less (empty) texts are never near-duplicates
-    pairs = candidate_pairs(keys[docs], docs, cfg.bucket_window)
 
     def shingle_sets(idx: np.ndarray) -> list[np.ndarray]:
         flat, off = shingle_hashes(texts.take(pa.array(idx)), **shingling)
@@ -170,7 +165,7 @@ def _stats(
 def dedup_dataset(in_dir: Path, out_dir: Path, cfg: DedupConfig) -> DedupStats:
     """Exact + near dedup of every ``*.parquet`` under ``in_dir`` (quarantine excluded) into ``out_dir``.
 
-    With ``cfg.use_ray`` signatures and band keys are computed by Ray Data tasks per input row group
+    With ``cfg.use_ray`` signatures, band keys and bucket grouping run as Ray Data stages
     (:mod:`kalm.dedup.ray_stage`); the output is byte-identical to the single-process path.
     Writes ``part-*.parquet`` (kept rows, sorted by id), ``removed.parquet`` (every removed row with its
     reason and the id of the row kept in its place) and ``stats.json``.
@@ -188,13 +183,12 @@ def dedup_dataset(in_dir: Path, out_dir: Path, cfg: DedupConfig) -> DedupStats:
         if cfg.near and n:
             survivors = np.flatnonzero(rep == positions)
             texts = join_pair(query, positive).take(pa.array(survivors))
-            if cfg.use_ray:  # signatures + band keys of every row as Ray Data tasks, then the survivors'
+            if cfg.use_ray:  # signatures, band keys and bucket grouping as Ray Data stages
                 fi, ri = (keys.column(c).to_numpy() for c in ("file_idx", "row_idx"))
-                band, has = ray_band_keys(files, fi, ri, cfg)
-                band, has = band[survivors], has[survivors]
+                pairs = ray_candidate_pairs(files, fi, ri, survivors, cfg)
             else:
-                band, has = _local_band_keys(texts, cfg)
-            near_root = survivors[_near_reps(texts, band, has, cfg)]
+                pairs = _local_candidate_pairs(texts, cfg)
+            near_root = survivors[_near_reps(texts, pairs, cfg)]
             resolved = positions.copy()
             resolved[survivors] = near_root
             final = resolved[rep]  # exact duplicates point at their group's final keeper

@@ -1,14 +1,19 @@
-"""Signatures and LSH band keys as a Ray Data stage (``DedupConfig.use_ray``), equal to the local path.
+"""Signatures, LSH band keys and bucket grouping as Ray Data stages (``DedupConfig.use_ray``), equal to local.
 
-Why this shape: signatures are the only expensive, embarrassingly parallel part of near dedup (see
-``dedup_anchors.md``: banding 1M signatures takes seconds, union-find under one). So the work is split by
-Parquet *row group*: one ``map_batches`` call reads one row group of the input files, normalises
-``query``/``positive``, shingles, computes MinHash signatures and reduces them to band keys; only the band keys
-(``bands`` x 8 bytes per row) travel back to the driver, which keys them by ``(file, row)`` and places them in
-keep-priority order. Every step is a per-row pure function of the text, so the keys (and therefore candidates,
-components and the output bytes) are exactly those of the single-process path, whatever the task order.
-Grouping keys into buckets and verifying candidates stay on the driver. The input files must be readable from
-every Ray node (shared filesystem or object store path).
+Why this shape: signatures are the expensive, embarrassingly parallel part of near dedup, and grouping band
+keys into buckets is the part whose memory grows with the corpus (470M rows x 16 bands x 8 bytes is ~60 GB),
+so neither may run on the driver at scale. Stage 1 (``map_batches``, one task per Parquet *row group*) reads
+``query``/``positive``, normalises, shingles, computes MinHash signatures and band keys, and emits one
+``(key, slot)`` row per band for every exact-dedup survivor that has shingles (``slot`` = the survivor's
+index, looked up in a shared array the driver puts in the object store). Stage 2 hash-shuffles those rows
+by ``key % ray_bucket_partitions`` (``groupby().map_groups``) and turns each partition's buckets into
+candidate pairs with the very function the local path uses. Only candidate pairs travel back to the
+driver, which verifies them against exact Jaccard.
+
+Why the output equals the local path: band keys already mix in the band index, so one key column holding
+every band's keys forms exactly the local per-band buckets (up to a 2**-64 key collision, which verification
+would reject); members are ordered by slot before pairing, as locally, so even the bounded pairing inside
+huge buckets (``bucket_window``) picks the same pairs. The input files must be readable from every Ray node.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from kalm.dedup.config import DedupConfig
-from kalm.dedup.lsh import band_keys
+from kalm.dedup.lsh import band_keys, candidate_pairs
 from kalm.dedup.minhash import MinHasher
 from kalm.dedup.normalize import join_pair, normalize_array
 
@@ -37,56 +42,85 @@ def ensure_ray(address: str | None = None) -> Any:
     return ray
 
 
-def row_group_band_keys(batch: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
-    """``map_batches`` body: band keys of every row of the row groups named in ``batch``."""
+def row_group_bucket_rows(
+    batch: dict[str, np.ndarray], cfg: dict[str, Any], slot_ref: list[Any]
+) -> dict[str, np.ndarray]:
+    """Stage 1 body: ``(key, slot, part)`` rows for every band of every surviving row of the named row groups."""
+    import ray
+
     c = DedupConfig.model_validate(cfg)
+    slot_of_row = ray.get(slot_ref[0])
     hasher = MinHasher(c.num_perm, c.seed)
     shingling = {"ngram": c.ngram, "char_ngram": c.char_ngram, "short_text_words": c.short_text_words}
-    out: dict[str, list[np.ndarray]] = {"file_idx": [], "row_idx": [], "keys": [], "has": []}
-    for file_idx, path, group, row_start in zip(
-        batch["file_idx"], batch["path"], batch["row_group"], batch["row_start"], strict=True
-    ):
+    keys, slots = [np.empty((0, c.bands), np.uint64)], [np.empty(0, np.int64)]
+    for path, group, row_start in zip(batch["path"], batch["row_group"], batch["global_start"], strict=True):
         t = pq.ParquetFile(str(path)).read_row_group(int(group), columns=["query", "positive"])
+        slot = slot_of_row[int(row_start) : int(row_start) + t.num_rows]
+        live = np.flatnonzero(slot >= 0)
+        if not len(live):
+            continue
+        t = t.take(live)
         text = join_pair(normalize_array(t.column("query")), normalize_array(t.column("positive")))
         for start in range(0, t.num_rows, c.batch_size):
             sig, has = hasher.signatures_of_texts(text.slice(start, c.batch_size), **shingling)
-            out["keys"].append(band_keys(sig, c.bands, c.rows))
-            out["has"].append(has)
-        out["file_idx"].append(np.full(t.num_rows, file_idx, np.int64))
-        out["row_idx"].append(np.arange(row_start, row_start + t.num_rows, dtype=np.int64))
-    empty = {"keys": np.empty((0, c.bands), np.uint64), "has": np.empty(0, bool)}
-    return {k: (np.concatenate(v) if v else empty.get(k, np.empty(0, np.int64))) for k, v in out.items()}
+            keys.append(band_keys(sig, c.bands, c.rows)[has])
+            slots.append(slot[live[start : start + c.batch_size]][has])
+    key, slot = np.concatenate(keys), np.concatenate(slots)
+    flat_key = key.ravel()
+    return {
+        "key": flat_key,
+        "slot": np.repeat(slot, c.bands),
+        "part": (flat_key % np.uint64(c.ray_bucket_partitions)).astype(np.int64),
+    }
 
 
-def ray_band_keys(
-    files: list[Path], file_idx: np.ndarray, row_idx: np.ndarray, cfg: DedupConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """Band keys and has-shingles mask of every row, ordered like ``(file_idx, row_idx)`` (positions)."""
+def partition_pairs(batch: dict[str, np.ndarray], window: int) -> dict[str, np.ndarray]:
+    """Stage 2 body: candidate pairs of one hash partition of ``(key, slot)`` rows, members in slot order."""
+    order = np.argsort(batch["slot"], kind="stable")
+    pairs = candidate_pairs(batch["key"][order][:, None], batch["slot"][order], window)
+    return {"i": pairs[:, 0], "j": pairs[:, 1]}
+
+
+def ray_candidate_pairs(
+    files: list[Path], file_idx: np.ndarray, row_idx: np.ndarray, survivors: np.ndarray, cfg: DedupConfig
+) -> np.ndarray:
+    """Unique sorted ``(i, j)`` candidate pairs over survivor indices (``survivors`` = their positions)."""
     ray = ensure_ray(cfg.ray_address)
     items, file_rows = [], []
-    for i, path in enumerate(files):
+    for path in files:
         meta = pq.ParquetFile(path).metadata
         start = 0
         for g in range(meta.num_row_groups):
             n = meta.row_group(g).num_rows
             if n:
-                items.append({"file_idx": i, "path": str(path), "row_group": g, "row_start": start})
+                items.append({"path": str(path), "row_group": g, "global_start": sum(file_rows) + start})
             start += n
         file_rows.append(start)
     offsets = np.concatenate(([0], np.cumsum(file_rows))).astype(np.int64)
-    total = int(offsets[-1])
-    keys = np.zeros((total, cfg.bands), np.uint64)
-    has = np.zeros(total, bool)
-    if items:
-        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            row_group_band_keys,
-            fn_kwargs={"cfg": cfg.model_dump(mode="json")},
+    slot_of_row = np.full(int(offsets[-1]), -1, np.int64)
+    global_row = offsets[file_idx.astype(np.int64)] + row_idx.astype(np.int64)
+    slot_of_row[global_row[survivors]] = np.arange(len(survivors))
+    if not items or not len(survivors):
+        return np.empty((0, 2), np.int64)
+    ds = (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        .map_batches(
+            row_group_bucket_rows,
+            fn_kwargs={"cfg": cfg.model_dump(mode="json"), "slot_ref": [ray.put(slot_of_row)]},
             batch_size=1,
             batch_format="numpy",
             num_cpus=cfg.ray_num_cpus,
         )
-        for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            g = offsets[b["file_idx"]] + b["row_idx"]
-            keys[g], has[g] = b["keys"], b["has"]
-    g_of_pos = offsets[file_idx.astype(np.int64)] + row_idx.astype(np.int64)
-    return keys[g_of_pos], has[g_of_pos]
+        .groupby("part", num_partitions=cfg.ray_bucket_partitions)
+        .map_groups(
+            partition_pairs,
+            fn_kwargs={"window": cfg.bucket_window},
+            batch_format="numpy",
+            num_cpus=cfg.ray_num_cpus,
+        )
+    )
+    found = [
+        np.stack((b["i"], b["j"]), axis=1) for b in ds.iter_batches(batch_size=None, batch_format="numpy")
+    ]
+    pairs = np.concatenate(found).astype(np.int64) if found else np.empty((0, 2), np.int64)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs

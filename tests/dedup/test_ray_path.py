@@ -1,4 +1,4 @@
-"""The Ray Data signature stage gives byte-identical dedup output to the single-process path."""
+"""The Ray Data signature + bucket-shuffle stages give byte-identical dedup output to the single-process path."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def test_ray_path_equals_local_path(tmp_path: Path) -> None:
         if i % 6 == 0:  # near duplicate (last word changed) and an exact duplicate (case only)
             rows.append({"id": f"n{i:04d}", "query": f"title {i}", "positive": " ".join([*words[:-1], "zz"])})
             rows.append({"id": f"x{i:04d}", "query": f"TITLE {i}!", "positive": " ".join(words).upper()})
+    big = random_words(rng, vocab, 30)  # one family of 25 near-dups: buckets larger than bucket_window
+    for k in range(25):
+        rows.append({"id": f"b{k:02d}", "query": "big", "positive": " ".join([*big[:-1], f"v{k}"])})
     rows.append({"id": "e0", "query": "", "positive": ""})
     random.Random(3).shuffle(rows)
     in_dir = tmp_path / "in"
@@ -35,8 +38,12 @@ def test_ray_path_equals_local_path(tmp_path: Path) -> None:
     outs = {}
     for use_ray in (False, True):
         out = tmp_path / f"out_{use_ray}"
-        stats = dedup_dataset(in_dir, out, DedupConfig(use_ray=use_ray, rows_per_part=100))
+        stats = dedup_dataset(
+            in_dir,
+            out,
+            DedupConfig(use_ray=use_ray, rows_per_part=100, bucket_window=4, ray_bucket_partitions=3),
+        )
         outs[use_ray] = ({p.name: p.read_bytes() for p in sorted(out.iterdir())}, stats)
     assert outs[True][0] == outs[False][0]
     stats = outs[True][1]
-    assert stats.exact_duplicates == 40 and stats.near_duplicates == 40
+    assert stats.exact_duplicates == 40 and stats.near_duplicates == 40 + 24
