@@ -12,6 +12,7 @@ reads the ``.npy`` back instead of re-encoding.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +36,12 @@ class EncodeConfig(BaseModel):
     max_length: int | None = Field(None, gt=0, description="truncation length; None = the checkpoint's")
     device: str | None = Field(None, description="torch device; None = cuda when available, else cpu")
     num_shards: int = Field(1, ge=1, description=">1 encodes over that many Ray tasks")
+    cache_max_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="embedding cache size cap: least recently used entries are evicted after a save; "
+        "None = unlimited (not part of the output's config hash)",
+    )
 
 
 def read_pooling(model_path: Path) -> tuple[str, int]:
@@ -179,10 +186,18 @@ def _half_dtype() -> str:
 
 
 class EmbeddingCache:
-    """``<root>/<key>.npy`` plus ``<key>.json`` (the key's parts), written atomically."""
+    """``<root>/<key>.npy`` plus ``<key>.json`` (the key's parts), written atomically, optionally size-capped.
 
-    def __init__(self, root: Path | str) -> None:
+    Why LRU by mtime: a hit touches the entry's ``.npy`` (``os.utime``), so the file times say when each
+    entry was last written or read without an index file that concurrent runs would have to lock; ``atime``
+    is not used as filesystems often do not keep it (``noatime``/``relatime``). Eviction runs after a save
+    and never removes the entry just written, even if it alone is over ``max_bytes``: the caller is about to
+    use it, and a cache that cannot hold one corpus should still serve that run.
+    """
+
+    def __init__(self, root: Path | str, max_bytes: int | None = None) -> None:
         self.root = Path(root)
+        self.max_bytes = max_bytes
 
     @staticmethod
     def name(key: dict[str, Any]) -> str:
@@ -190,7 +205,11 @@ class EmbeddingCache:
 
     def load(self, key: dict[str, Any]) -> np.ndarray | None:
         path = self.root / f"{self.name(key)}.npy"
-        return np.load(path, mmap_mode="r") if path.exists() else None
+        if not path.exists():
+            return None
+        array = np.load(path, mmap_mode="r")
+        _touch(path)
+        return array
 
     def save(self, key: dict[str, Any], array: np.ndarray) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -200,6 +219,49 @@ class EmbeddingCache:
         tmp.replace(self.root / f"{stem}.npy")
         meta = key | {"rows": int(array.shape[0]), "dim": int(array.shape[1]) if array.ndim == 2 else 0}
         (self.root / f"{stem}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if self.max_bytes is not None:
+            self.evict(self.max_bytes, keep=stem)
+
+    def entries(self) -> list[tuple[float, str, int]]:
+        """(last use, stem, bytes of ``.npy`` + ``.json``) of every complete entry, least recent first."""
+        found = []
+        for npy in self.root.glob("*.npy"):
+            if npy.name.startswith("."):  # another process's write in flight
+                continue
+            try:
+                stat = npy.stat()
+            except FileNotFoundError:  # evicted by a concurrent run
+                continue
+            found.append((stat.st_mtime, npy.stem, stat.st_size + _size(npy.with_suffix(".json"))))
+        return sorted(found)
+
+    def evict(self, max_bytes: int, keep: str | None = None) -> list[str]:
+        """Remove least recently used entries (never ``keep``) until the cache holds <= ``max_bytes``."""
+        entries = self.entries()
+        total = sum(size for _, _, size in entries)
+        evicted = []
+        for _, stem, size in entries:
+            if total <= max_bytes:
+                break
+            if stem == keep:
+                continue
+            for suffix in (".npy", ".json"):
+                (self.root / f"{stem}{suffix}").unlink(missing_ok=True)
+            total -= size
+            evicted.append(stem)
+        return evicted
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache entry as just used; a concurrent eviction may have removed it, which is harmless."""
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(path)
+
+
+def _size(path: Path) -> int:
+    with contextlib.suppress(FileNotFoundError):
+        return path.stat().st_size
+    return 0
 
 
 def encode_cached(

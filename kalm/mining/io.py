@@ -1,4 +1,4 @@
-"""Reading canonical rows and corpora for mining, and writing the mined Parquet parts and manifest.
+"""The mined output schema, corpora for mining, and writing mined Parquet parts and the manifest.
 
 The output keeps every canonical column (so the training reader needs no change) and adds provenance columns;
 ``kalm.dedup.io.PartWriter`` cannot be used because it casts to the canonical schema and would drop them.
@@ -12,11 +12,9 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_catalog.schema import CANONICAL_SCHEMA, SCHEMA_VERSION
-from kalm.dedup.io import conform, discover_parquet
 from kalm.hashing import hash_file
 
 PROVENANCE_FIELDS = [
@@ -32,22 +30,8 @@ MINED_SCHEMA = pa.schema(
     list(CANONICAL_SCHEMA) + PROVENANCE_FIELDS,
     metadata={"kalm_schema_version": str(SCHEMA_VERSION), "kalm_mined": "1"},
 )
-
-
-def read_rows(in_dir: Path) -> pa.Table:
-    """Every canonical row under ``in_dir`` (``part-*.parquet``, quarantine skipped), sorted by id."""
-    files = discover_parquet(Path(in_dir), "part-*.parquet")
-    if not files:
-        raise FileNotFoundError(f"no part-*.parquet files under {in_dir}")
-    table = pa.concat_tables([conform(pq.read_table(f)) for f in files])
-    return table.sort_by("id")
-
-
-def split_stage(table: pa.Table, stage: str) -> tuple[pa.Table, int]:
-    """Rows of ``stage`` and the number of other rows."""
-    mask = pc.equal(table["stage"], stage)
-    kept = table.filter(mask)
-    return kept, table.num_rows - kept.num_rows
+ROWS_PER_PART = 1_000_000
+ROW_GROUP_SIZE = 100_000
 
 
 def load_corpus(path: Path) -> list[str]:
@@ -72,9 +56,13 @@ def load_corpus(path: Path) -> list[str]:
 
 
 def write_parts(
-    rows: list[dict], out_dir: Path, rows_per_part: int = 1_000_000, row_group_size: int = 100_000
+    rows: list[dict], out_dir: Path, rows_per_part: int = ROWS_PER_PART, row_group_size: int = ROW_GROUP_SIZE
 ) -> list[dict]:
-    """Write ``rows`` (sorted by id) as ``part-NNNNN.parquet``; return manifest entries per file."""
+    """Write ``rows`` (sorted by id) as ``part-NNNNN.parquet``; return manifest entries per file.
+
+    The in-memory writer, for small row lists; ``mine_dataset`` streams through ``kalm.mining.merge``, whose
+    output is byte-identical to this one's (the tests check it against this function).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("part-*.parquet"):
         stale.unlink()

@@ -9,10 +9,15 @@ Design decisions:
   examples): similarity mining would pick same-topic texts of other labels and, worse, same-label texts that
   are positives by definition. They pass through with ``mined = false``.
 - Only rows of ``cfg.stage`` are written: the folder is the fine-tune stage's training data.
+- Sources are mined one at a time (``kalm.mining.spill`` splits the stage by source, ``kalm.mining.merge``
+  merges the per-source outputs), so a stage larger than memory can be mined; since each source is mined
+  only against its own pool, the output is the one a whole-stage in-memory run gives, byte for byte.
 """
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +25,11 @@ import numpy as np
 from data_catalog.schema import format_query
 from kalm.hashing import hash_value
 from kalm.mining.encode import EmbeddingCache, TextEncoder, encode_cached
-from kalm.mining.io import MINED_SCHEMA, load_corpus, read_rows, split_stage, write_json, write_parts
+from kalm.mining.io import MINED_SCHEMA, load_corpus, write_json
+from kalm.mining.merge import GROUP, merge_runs, write_run
 from kalm.mining.search import blocked_topk, faiss_topk
 from kalm.mining.select import MiningConfig, select_negatives
+from kalm.mining.spill import StagePartition, partition_stage, read_source
 from kalm.mining.stats import (
     Histogram,
     MiningStats,
@@ -69,7 +76,7 @@ def mine_source(
     """Mine one source's rows; returns (output rows, stats, positive scores, negative scores)."""
     stats = SourceMiningStats(rows_in=len(rows))
     pool, pool_index = _pool(rows, corpus)
-    formatted = [format_query(r["instruction"], r["query"]) for r in rows]
+    formatted = [format_query(r["instruction"] if cfg.use_instructions else "", r["query"]) for r in rows]
     queries = list(dict.fromkeys(formatted))
     query_index = {q: i for i, q in enumerate(queries)}
     positives: dict[int, set[int]] = {}
@@ -136,6 +143,81 @@ def _passthrough(row: dict) -> dict:
     return row | unset | {"mined": False, "filled_random": False}
 
 
+def output_config(cfg: MiningConfig) -> dict:
+    """The configuration recorded in the manifest and hashed: the embedding cache's size cap is left out,
+    as it changes what stays on disk between runs, never the output (so changing it does not re-fingerprint).
+    """
+    return cfg.model_dump(mode="json", exclude={"encode": {"cache_max_bytes"}})
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+@dataclass
+class _StreamingMiner:
+    """Mines a stage one source at a time, keeping only what the stage-level stats need (no rows).
+
+    Scores are kept as float64 arrays (8 bytes each, a small fraction of a row's text): the stats' means must
+    equal the whole-stage ``np.mean`` bit for bit, which a running sum does not guarantee.
+    """
+
+    encoder: TextEncoder
+    cache: EmbeddingCache | None
+    cfg: MiningConfig
+    rows_exemplar: int = 0
+    rows_mined: int = 0
+    random_negatives: int = 0
+    sources: dict[str, SourceMiningStats] = field(default_factory=dict)
+    positive_scores: list[np.ndarray] = field(default_factory=list)
+    negative_scores: list[np.ndarray] = field(default_factory=list)
+
+    def run(self, source: str, group: int, spilled: Path, out: Path) -> None:
+        """Read one source's rows, mine them, write its sorted output run; nothing of it outlives the call."""
+        keep = self.cfg.keep_task_types
+        rows = read_source(spilled).to_pylist()
+        spilled.unlink()
+        exemplar = [_passthrough(r) | {GROUP: 0} for r in rows if r["task_type"] in keep]
+        to_mine = [r for r in rows if r["task_type"] not in keep]
+        del rows
+        self.rows_exemplar += len(exemplar)
+        mined = self._mine(source, to_mine) if to_mine else []
+        del to_mine
+        write_run(exemplar + [r | {GROUP: group} for r in mined], out)
+
+    def _mine(self, source: str, rows: list[dict]) -> list[dict]:
+        cfg = self.cfg
+        corpus = load_corpus(Path(cfg.corpora[source])) if source in cfg.corpora else []
+        mined, self.sources[source], pos, neg = mine_source(rows, corpus, self.encoder, self.cache, cfg)
+        self.rows_mined += len(mined)
+        self.random_negatives += sum(rank < 0 for r in mined for rank in r["negative_ranks"])
+        self.positive_scores.append(np.asarray(pos, dtype=np.float64))
+        self.negative_scores.append(np.asarray(neg, dtype=np.float64))
+        return mined
+
+    def stats(self, stage: StagePartition) -> MiningStats:
+        parts = list(self.sources.values())
+        pos, neg = _joined(self.positive_scores), _joined(self.negative_scores)
+        return MiningStats(
+            miner_checkpoint=self.encoder.fingerprint,
+            config_hash=hash_value(output_config(self.cfg)),
+            rows_in=stage.rows_in,
+            rows_out=self.rows_exemplar + self.rows_mined,
+            rows_mined=self.rows_mined,
+            rows_exemplar=self.rows_exemplar,
+            rows_other_stages=stage.rows_other_stages,
+            dropped_examples=merge_counts([p.dropped_examples for p in parts]),
+            rejected_candidates=merge_counts([p.rejected_candidates for p in parts]),
+            rows_filled_random=sum(p.rows_filled_random for p in parts),
+            random_negatives=self.random_negatives,
+            rows_short=sum(p.rows_short for p in parts),
+            positive_score_mean=round(float(np.mean(pos)), 6) if pos.size else None,
+            negative_score_mean=round(float(np.mean(neg)), 6) if neg.size else None,
+            histogram=Histogram(edges=edges(), positive=histogram(pos), negative=histogram(neg)),
+            sources=self.sources,
+        )
+
+
 def mine_dataset(
     in_dir: Path,
     out_dir: Path,
@@ -149,52 +231,24 @@ def mine_dataset(
 
     Writes ``part-*.parquet``, ``manifest.json``, ``stats.json`` and ``score_hist.png``; deterministic for a
     seed. ``cache_dir`` holds embeddings across runs (keep it outside ``out_dir``, whose hash is the step's
-    fingerprint).
+    fingerprint). Streams one source at a time: peak memory is the largest source's rows and pool
+    embeddings, plus merge buffers; spill files go to a temporary folder next to ``out_dir`` (about the
+    stage's size on disk) and are removed at the end.
     """
     out_dir = Path(out_dir)
-    table, other_stages = split_stage(read_rows(in_dir), cfg.stage)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     encoder = TextEncoder(model_path, cfg.encode, fingerprint=model_fingerprint)
-    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
-    by_source: dict[str, list[dict]] = {}
-    exemplar: list[dict] = []
-    for row in table.to_pylist():
-        (
-            exemplar if row["task_type"] in cfg.keep_task_types else by_source.setdefault(row["source"], [])
-        ).append(row)
-
-    out_rows = [_passthrough(r) for r in exemplar]
-    sources: dict[str, SourceMiningStats] = {}
-    pos_scores: list[float] = []
-    neg_scores: list[float] = []
-    for source in sorted(by_source):
-        corpus = load_corpus(Path(cfg.corpora[source])) if source in cfg.corpora else []
-        rows, sources[source], pos, neg = mine_source(by_source[source], corpus, encoder, cache, cfg)
-        out_rows += rows
-        pos_scores += pos
-        neg_scores += neg
-
-    files = write_parts(out_rows, out_dir)
-    parts = list(sources.values())
-    hist = Histogram(edges=edges(), positive=histogram(pos_scores), negative=histogram(neg_scores))
-    config_json = cfg.model_dump(mode="json")
-    stats = MiningStats(
-        miner_checkpoint=encoder.fingerprint,
-        config_hash=hash_value(config_json),
-        rows_in=table.num_rows,
-        rows_out=len(out_rows),
-        rows_mined=len(out_rows) - len(exemplar),
-        rows_exemplar=len(exemplar),
-        rows_other_stages=other_stages,
-        dropped_examples=merge_counts([p.dropped_examples for p in parts]),
-        rejected_candidates=merge_counts([p.rejected_candidates for p in parts]),
-        rows_filled_random=sum(p.rows_filled_random for p in parts),
-        random_negatives=sum(1 for r in out_rows if r["mined"] for rank in r["negative_ranks"] if rank < 0),
-        rows_short=sum(p.rows_short for p in parts),
-        positive_score_mean=round(float(np.mean(pos_scores)), 6) if pos_scores else None,
-        negative_score_mean=round(float(np.mean(neg_scores)), 6) if neg_scores else None,
-        histogram=hist,
-        sources=sources,
-    )
+    cache = EmbeddingCache(cache_dir, max_bytes=cfg.encode.cache_max_bytes) if cache_dir is not None else None
+    miner = _StreamingMiner(encoder, cache, cfg)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.spill-", dir=out_dir.parent) as tmp:
+        spill = Path(tmp)
+        stage = partition_stage(in_dir, cfg.stage, spill / "input")
+        runs = []
+        for group, source in enumerate(sorted(stage.sources), start=1):
+            runs.append(spill / f"run-{group:05d}.parquet")
+            miner.run(source, group, stage.sources[source], runs[-1])
+        files = merge_runs(runs, out_dir)
+    stats = miner.stats(stage)
     write_json(out_dir / "stats.json", stats.model_dump(mode="json"))
     write_json(
         out_dir / "manifest.json",
@@ -202,12 +256,12 @@ def mine_dataset(
             "kind": "mined",
             "stage": cfg.stage,
             "miner_checkpoint": encoder.fingerprint,
-            "config": config_json,
+            "config": output_config(cfg),
             "config_hash": stats.config_hash,
             "columns": MINED_SCHEMA.names,
-            "rows": len(out_rows),
+            "rows": stats.rows_out,
             "files": files,
         },
     )
-    plot_scores(hist, out_dir / PLOT_FILE, title=f"mined {cfg.stage} rows: {stats.rows_mined}")
+    plot_scores(stats.histogram, out_dir / PLOT_FILE, title=f"mined {cfg.stage} rows: {stats.rows_mined}")
     return stats

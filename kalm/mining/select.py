@@ -49,6 +49,10 @@ class MiningConfig(BaseModel):
     )
     max_score: float | None = Field(None, description="drop candidates scoring above this absolute value")
     fill_random: bool = Field(True, description="top up a short window with random pool candidates")
+    use_instructions: bool = Field(
+        True,
+        description="encode queries with their KaLM instruction (False for models never trained with one)",
+    )
     stage: str = Field("finetune", description="rows of this data stage are mined; others are not written")
     keep_task_types: tuple[str, ...] = Field(
         ("classification", "clustering"), description="rows keep their exemplar negatives, unmined"

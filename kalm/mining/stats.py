@@ -56,7 +56,7 @@ class MiningStats(BaseModel):
     sources: dict[str, SourceMiningStats]
 
 
-def histogram(values: list[float]) -> list[int]:
+def histogram(values: list[float] | np.ndarray) -> list[int]:
     counts, _ = np.histogram(np.asarray(values, dtype=np.float64), bins=HIST_BINS, range=HIST_RANGE)
     return [int(c) for c in counts]
 

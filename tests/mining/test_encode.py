@@ -75,3 +75,30 @@ def test_num_shards_routes_through_ray_sharding(tiny_checkpoint, monkeypatch):
     monkeypatch.setattr(sharded, "encode_sharded", fake)
     vectors, hit = encode_cached(TEXTS, TextEncoder(tiny_checkpoint, EncodeConfig(num_shards=3)))
     assert not hit and vectors.shape == (len(TEXTS), 4) and seen == {"n": len(TEXTS), "shards": 3}
+
+
+def test_cache_evicts_the_least_recently_used_entry(tmp_path):
+    import os
+    import time
+
+    root = tmp_path / "cache"
+    keys = {name: {"corpus": name} for name in "abcde"}
+    unlimited = EmbeddingCache(root)
+    for i, name in enumerate("abc"):
+        unlimited.save(keys[name], np.full((64, 8), i, dtype=np.float32))
+    now = time.time()
+    for age, name in ((300, "a"), (200, "b"), (100, "c")):  # written in the past, a first
+        os.utime(root / f"{unlimited.name(keys[name])}.npy", (now - age, now - age))
+    entry = max(size for _, _, size in unlimited.entries())
+    assert unlimited.load(keys["a"]) is not None  # a hit makes "a" the most recently used
+
+    capped = EmbeddingCache(root, max_bytes=3 * entry + entry // 2)  # room for three entries
+    capped.save(keys["d"], np.zeros((64, 8), dtype=np.float32))
+    assert capped.load(keys["b"]) is None  # least recently used: evicted, .npy and .json
+    assert not (root / f"{capped.name(keys['b'])}.json").exists()
+    assert all(capped.load(keys[name]) is not None for name in "acd")
+
+    tiny = EmbeddingCache(root, max_bytes=1)  # smaller than any entry: all go but the one just written
+    tiny.save(keys["e"], np.ones((64, 8), dtype=np.float32))
+    assert [stem for _, stem, _ in tiny.entries()] == [tiny.name(keys["e"])]
+    np.testing.assert_array_equal(np.asarray(tiny.load(keys["e"])), np.ones((64, 8), dtype=np.float32))

@@ -115,3 +115,16 @@ def test_mine_step_records_the_step(balanced, tiny_checkpoint, tmp_path):
     )
     assert read_steps(run)["mine"]["stats"]["rows_mined"] == 13
     assert list((run.root / "cache" / "embeddings").glob("*.npy"))
+
+
+def test_cache_cap_is_applied_and_not_part_of_the_output(balanced, tiny_checkpoint, tmp_path):
+    capped = CFG.model_copy(update={"encode": CFG.encode.model_copy(update={"cache_max_bytes": 1})})
+    mine_dataset(balanced, tmp_path / "a", tiny_checkpoint, CFG, cache_dir=tmp_path / "cache-a")
+    mine_dataset(balanced, tmp_path / "b", tiny_checkpoint, capped, cache_dir=tmp_path / "cache-b")
+    assert len(list((tmp_path / "cache-a").glob("*.npy"))) == 4
+    assert len(list((tmp_path / "cache-b").glob("*.npy"))) == 1  # only the entry written last is kept
+    assert hash_directory(tmp_path / "a") == hash_directory(tmp_path / "b")  # same output, same fingerprint
+    assert (
+        "cache_max_bytes"
+        not in json.loads((tmp_path / "b" / "manifest.json").read_text())["config"]["encode"]
+    )
