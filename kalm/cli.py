@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from kalm import runtime
+
+if TYPE_CHECKING:
+    from kalm.evaluation import TaskSelection
+    from kalm.profile import Profile
+    from kalm.rundir import RunPaths
 
 runtime.configure()
 
@@ -187,41 +192,86 @@ def evaluate(
     model: Annotated[Path | None, typer.Option(help="a sentence-transformers folder")] = None,
     tasks_dir: Annotated[Path | None, typer.Option(help="tasks in the shared/datasets/eval layout")] = None,
     output: Annotated[Path | None, typer.Option(help="where mteb result JSON goes")] = None,
-    task: Annotated[list[str] | None, typer.Option(help="only these tasks")] = None,
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a task (repeatable): a local task of the tasks dir if one has the name, else mteb's"
+        ),
+    ] = None,
+    benchmark: Annotated[
+        list[str] | None, typer.Option(help="an official mteb benchmark (repeatable), e.g. 'MTEB(eng, v1)'")
+    ] = None,
     instructions: Annotated[
         bool, typer.Option(help="KaLM instructions on queries (off for models trained without them)")
     ] = True,
     store: Annotated[
         Path | None, typer.Option(help="results DuckDB (default: <state dir>/results.duckdb)")
     ] = None,
+    embedding_cache: Annotated[
+        bool | None,
+        typer.Option(
+            help="reuse document embeddings in <state dir>/embeddings/eval (default: the profile's)"
+        ),
+    ] = None,
+    shard_above: Annotated[
+        int | None,
+        typer.Option(min=1, help="encode calls of more texts than this run as Ray tasks (default off)"),
+    ] = None,
+    shards: Annotated[
+        int | None, typer.Option(min=1, help="Ray tasks per sharded encode call (default 2)")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray for --shard-above: auto or ray://host:10001 (default: KALM_RAY_ADDRESS, else local)"
+        ),
+    ] = None,
     profile: ProfileOpt = "demo",
     run_id: RunIdOpt = "demo",
     runs_dir: RunsDirOpt = None,
 ) -> None:
-    """Score one model (``--model``) or the run's checkpoints with mteb on local tasks.
+    """Score one model (``--model``) or the run's checkpoints with mteb on local and/or official tasks.
 
     Scores are recorded in the results store; tasks it already holds for this exact model are not re-run.
     """
-    from tasks.evaluate import evaluate_model, evaluate_step, tasks_dir_for
+    from kalm.evaluation import TaskDataUnavailable, TaskSelectionError, TaskSpecError
+    from tasks.evaluate import evaluate_model, evaluate_step, sharding_for
 
-    resolved, paths = _context(profile, run_id, runs_dir)
-    if model is not None:
-        target = tasks_dir or tasks_dir_for(resolved, paths)
-        results = {
-            model.name: evaluate_model(
-                model,
-                target,
-                output or paths.eval / model.name,
-                task,
-                use_instructions=instructions,
-                store=store,
-            )
+    try:
+        resolved, paths = _context(profile, run_id, runs_dir)
+        overrides = {
+            key: value
+            for key, value in {
+                "embedding_cache": embedding_cache,
+                "shard_above": shard_above,
+                "shards": shards,
+            }.items()
+            if value is not None
         }
-    else:
-        models = {
-            p.name: str(p) for p in sorted(paths.checkpoints.iterdir()) if (p / "modules.json").exists()
-        }
-        results = evaluate_step(resolved, paths, models)
+        resolved = resolved.model_copy(update={"evaluate": resolved.evaluate.model_copy(update=overrides)})
+        selection = _task_selection(resolved, paths, tasks_dir, task, benchmark, model is not None)
+        sharding = sharding_for(resolved, ray_address)
+        if model is not None:
+            results = {
+                model.name: evaluate_model(
+                    model,
+                    selection.tasks_dir,
+                    output or paths.eval / model.name,
+                    selection.local_names,
+                    use_instructions=instructions,
+                    store=store,
+                    official_tasks=selection.official,
+                    embedding_cache=resolved.evaluate.embedding_cache,
+                    sharding=sharding,
+                )
+            }
+        else:
+            models = {
+                p.name: str(p) for p in sorted(paths.checkpoints.iterdir()) if (p / "modules.json").exists()
+            }
+            results = evaluate_step(resolved, paths, models, selection=selection, sharding=sharding)
+    except (*_known_errors(), TaskSelectionError, TaskDataUnavailable, TaskSpecError, ValueError) as error:
+        _fail(error)
     for name, result in results.items():
         for task_name, score in result["scores"].items():
             console.print(
@@ -238,6 +288,36 @@ def evaluate(
                 f"{name:24s} {len(result['evaluated'])} task(s) evaluated, "
                 f"{len(result['cached'])} read from the results store"
             )
+
+
+def _task_selection(
+    resolved: Profile,
+    paths: RunPaths,
+    tasks_dir: Path | None,
+    task: list[str] | None,
+    benchmark: list[str] | None,
+    one_model: bool,
+) -> TaskSelection:
+    """Local tasks dir and official tasks of ``kalm evaluate``.
+
+    The profile's tasks dir is the default when neither ``--benchmark`` nor ``--task`` is given (all its tasks,
+    or the profile's ``evaluate.tasks`` for the run's checkpoints); with ``--task`` it is consulted for local
+    names when it exists; with only ``--benchmark`` no local task runs unless ``--tasks-dir`` is given.
+    """
+    from kalm.evaluation import select_tasks
+    from tasks.evaluate import tasks_dir_for
+
+    names = task or None
+    if tasks_dir is None and not task and not benchmark:
+        tasks_dir = tasks_dir_for(resolved, paths)
+        names = None if one_model else resolved.evaluate.tasks
+    elif tasks_dir is None and task:
+        try:
+            default = tasks_dir_for(resolved, paths)
+        except ValueError:
+            default = None
+        tasks_dir = default if default is not None and default.is_dir() else None
+    return select_tasks(tasks_dir, names, benchmark or ())
 
 
 @app.command()

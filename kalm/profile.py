@@ -27,8 +27,19 @@ class EvalConfig(BaseModel):
     batch_size: int = 32
     models: list[str] = Field(
         default=["pretrain", "finetune", "soup"],
-        description="which checkpoints to score: pretrain, finetune (every seed), soup",
+        description="which checkpoints to score: base (the pretrained train.model.base), pretrain, "
+        "finetune (every seed), soup",
     )
+    use_instructions: bool = Field(
+        default=True, description="KaLM instructions on queries; False for models never trained with them"
+    )
+    embedding_cache: bool = Field(
+        default=True, description="reuse document embeddings from <state dir>/embeddings/eval"
+    )
+    shard_above: int | None = Field(
+        default=None, gt=0, description="encode calls of more texts than this go to Ray tasks; None = never"
+    )
+    shards: int = Field(default=2, ge=1, description="Ray tasks per sharded encode call")
 
 
 class Profile(BaseModel):

@@ -26,3 +26,11 @@ def configure() -> None:
         if key.endswith("_OFFLINE") and not offline:
             continue
         os.environ.setdefault(key, value)
+
+
+def hf_offline_value() -> str:
+    """``"1"`` unless ``KALM_HF_OFFLINE=false``: the default for ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` in
+    modules that must set them before Hugging Face libraries are imported (they read them at import)."""
+    from kalm.settings import get_settings
+
+    return "1" if get_settings().hf_offline else "0"

@@ -33,6 +33,12 @@ class SentenceTransformerEmbedder:
         self.revision: str = hash_directory(self.path)
         self.model = SentenceTransformer(str(self.path), device=device)
 
+    @property
+    def max_length(self) -> int | None:
+        """Truncation length in tokens; part of the corpus cache key and passed to Ray-sharded encoding."""
+        value = self.model.max_seq_length
+        return int(value) if value else None
+
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Encode `texts` in the given order; rows are L2-normalised float32."""
         if len(texts) == 0:

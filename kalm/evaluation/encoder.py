@@ -11,7 +11,12 @@ scores measure a different model:
 mteb tells the encoder which side it is encoding through `prompt_type`: `document` for corpora, `query` for
 queries and `None` for everything symmetric or single-sided. So the rule is simply "document -> no
 instruction, anything else -> instruction", with the instruction taken from the task metadata's `prompt`
-(filled from task.json's `instruction` by `load_local_tasks`).
+(filled from task.json's `instruction` by `load_local_tasks`; official mteb tasks carry their own). An
+official task without a prompt for that side gets mteb's own default for its task type (e.g. "Retrieve
+semantically similar text." for STS), the instruction mteb itself gives instruction-tuned models.
+
+Document embeddings can be served from a `CorpusEmbeddingCache`, and big text lists can be encoded over Ray
+(`RaySharding`); both are optional and change no vector beyond float rounding.
 
 `use_instructions=False` turns all instructions off; that is for baselines that were never trained with them
 (e.g. all-MiniLM-L6-v2, whose published scores are instruction-free and drop noticeably with the prefix).
@@ -28,6 +33,7 @@ from mteb.types import PromptType
 
 from data_catalog.schema import format_query
 from kalm.evaluation.protocol import TextEmbedder, l2_normalise
+from kalm.evaluation.sharding import RaySharding, encode_on_ray
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,16 +41,25 @@ if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
     from torch.utils.data import DataLoader
 
+    from kalm.evaluation.corpus_cache import CorpusEmbeddingCache
+
 
 def task_instruction(task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str:
-    """The instruction for one side of a task: none for documents, the task prompt otherwise."""
+    """The instruction for one side of a task: none for documents, the task prompt otherwise.
+
+    A task without a prompt for that side (official mteb tasks only: a local task.json must have one) falls
+    back to mteb's default prompt for its task type.
+    """
     if prompt_type == PromptType.document:
         return ""
     prompt = task_metadata.prompt
     if isinstance(prompt, dict):
-        key = (prompt_type or PromptType.query).value
-        return str(prompt.get(key) or "")
-    return prompt or ""
+        prompt = prompt.get((prompt_type or PromptType.query).value)
+    if prompt:
+        return str(prompt)
+    from mteb.abstasks.abstask import get_abstask_prompt
+
+    return get_abstask_prompt(task_metadata.name) or ""
 
 
 def encode_length_sorted(embedder: TextEmbedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -81,14 +96,28 @@ def build_model_meta(embedder: TextEmbedder, *, use_instructions: bool = True) -
 
 
 class KalmMtebEncoder(AbsEncoder):
-    """mteb `EncoderProtocol` implementation over any `TextEmbedder`, with KaLM-V2 prompts."""
+    """mteb `EncoderProtocol` implementation over any `TextEmbedder`, with KaLM-V2 prompts.
+
+    `corpus_cache` serves document-side encode calls seen before (same model, task, instruction and texts);
+    `sharding` sends encode calls above its threshold to Ray tasks. `encoded_texts` counts the texts actually
+    run through a model, which is what the cache saves.
+    """
 
     def __init__(
-        self, embedder: TextEmbedder, *, batch_size: int = 32, use_instructions: bool = True
+        self,
+        embedder: TextEmbedder,
+        *,
+        batch_size: int = 32,
+        use_instructions: bool = True,
+        corpus_cache: CorpusEmbeddingCache | None = None,
+        sharding: RaySharding | None = None,
     ) -> None:
         self.embedder = embedder
         self.batch_size = batch_size
         self.use_instructions = use_instructions
+        self.corpus_cache = corpus_cache
+        self.sharding = sharding
+        self.encoded_texts = 0
         self.mteb_model_meta = build_model_meta(embedder, use_instructions=use_instructions)
 
     def encode(
@@ -106,6 +135,23 @@ class KalmMtebEncoder(AbsEncoder):
         instruction = task_instruction(task_metadata, prompt_type) if self.use_instructions else ""
         texts = [format_query(instruction, text) for text in texts]
         batch_size = int(kwargs.get("batch_size") or self.batch_size)
+        sharded = self.sharding is not None and self.sharding.applies(len(texts))
+        if self.corpus_cache is None or prompt_type != PromptType.document or not texts:
+            return self._encode(texts, batch_size, sharded)
+        key = self.corpus_cache.key(
+            self.embedder, task_metadata, instruction, texts, "ray-sharded" if sharded else "in-process"
+        )
+        cached = self.corpus_cache.load(key)
+        if cached is not None:
+            return cached
+        vectors = self._encode(texts, batch_size, sharded)
+        self.corpus_cache.save(key, vectors)
+        return vectors
+
+    def _encode(self, texts: list[str], batch_size: int, sharded: bool) -> np.ndarray:
+        self.encoded_texts += len(texts)
+        if sharded and self.sharding is not None:
+            return encode_on_ray(self.embedder, texts, self.sharding)
         return encode_length_sorted(self.embedder, texts, batch_size)
 
     def __repr__(self) -> str:

@@ -198,6 +198,11 @@ def make_task(spec: LocalTaskSpec) -> AbsTask:
     return cls()  # type: ignore[no-any-return]
 
 
+def is_local_task(task: object) -> bool:
+    """Whether `task` reads a local task directory (as opposed to an official mteb task on the hub)."""
+    return isinstance(task, _LocalDataMixin)
+
+
 def load_local_tasks(tasks_dir: Path, names: Sequence[str] | None = None) -> list[AbsTask]:
     """One mteb task per sub-directory of `tasks_dir` holding a task.json, sorted by task name.
 

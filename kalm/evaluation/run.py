@@ -1,4 +1,4 @@
-"""Run mteb on local tasks for one embedder and write the results where the caller says.
+"""Run mteb on local tasks and official mteb tasks for one embedder and write the results where the caller says.
 
 mteb's result cache is deliberately bypassed (`cache=None`, overwrite "always"): whether a model needs
 re-evaluating is the pipeline's decision (it keys on the model revision), and a hidden cache under ~/.cache
@@ -16,34 +16,53 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from kalm import runtime
+
+# offline by default (KALM_HF_OFFLINE), before mteb imports the Hugging Face libraries
+os.environ.setdefault("HF_HUB_OFFLINE", runtime.hf_offline_value())
+os.environ.setdefault("HF_DATASETS_OFFLINE", runtime.hf_offline_value())
 
 import mteb
 from mteb.results import TaskResult
 
 from kalm.evaluation.encoder import KalmMtebEncoder
-from kalm.evaluation.local_tasks import load_local_tasks
+from kalm.evaluation.local_tasks import is_local_task, load_local_tasks
+from kalm.evaluation.official import data_tasks, load_official_data
 from kalm.evaluation.protocol import TaskScore, TextEmbedder
+
+if TYPE_CHECKING:
+    from mteb.abstasks.abstask import AbsTask
+
+    from kalm.evaluation.corpus_cache import CorpusEmbeddingCache
+    from kalm.evaluation.sharding import RaySharding
 
 logger = logging.getLogger(__name__)
 
+ResultCallback = Callable[[TaskScore, Path], None]
+"""Called after each task with its score and mteb result file, e.g. to record it before the next task runs."""
+
 
 def _task_score(task: Any, result: TaskResult) -> TaskScore:
-    """Pick the main score out of an mteb result without mteb's task registry (local tasks are not in it)."""
-    split = task.metadata.eval_splits[0]
+    """Pick the main score out of an mteb result without mteb's task registry (local tasks are not in it).
+
+    The split is the task's only one (local tasks) or `test` when an official task evaluates several; the
+    score is the mean over the evaluated subsets (languages) of that split.
+    """
+    splits = list(task.eval_splits)
+    split = "test" if "test" in splits else splits[0]
     entries = result.scores.get(split)
     if not entries:
         raise RuntimeError(f"mteb returned no scores for task {task.metadata.name!r} split {split!r}")
     main = float(sum(float(e["main_score"]) for e in entries) / len(entries))
+    languages = list(task.spec.languages) if is_local_task(task) else list(task.languages)
     return TaskScore(
         task=task.metadata.name,
         task_type=str(task.metadata.type),
-        languages=list(task.spec.languages),
+        languages=languages,
         main_score_name=task.metadata.main_score,
         main_score=main,
         split=split,
@@ -77,16 +96,48 @@ def evaluate_embedder(
     batch_size: int = 32,
     *,
     use_instructions: bool = True,
+    corpus_cache: CorpusEmbeddingCache | None = None,
+    sharding: RaySharding | None = None,
 ) -> dict[str, TaskScore]:
-    """Evaluate `embedder` on the local tasks in `tasks_dir` with mteb; write results under `output_dir`.
+    """Evaluate `embedder` on the local tasks in `tasks_dir`; see `evaluate_tasks`."""
+    return evaluate_tasks(
+        embedder,
+        load_local_tasks(Path(tasks_dir), task_names),
+        output_dir,
+        batch_size,
+        use_instructions=use_instructions,
+        corpus_cache=corpus_cache,
+        sharding=sharding,
+    )
 
-    Every call re-runs every selected task (no result cache); the caller decides when to skip. Returns the main
+
+def evaluate_tasks(
+    embedder: TextEmbedder,
+    tasks: Sequence[AbsTask],
+    output_dir: Path,
+    batch_size: int = 32,
+    *,
+    use_instructions: bool = True,
+    corpus_cache: CorpusEmbeddingCache | None = None,
+    sharding: RaySharding | None = None,
+    on_result: ResultCallback | None = None,
+) -> dict[str, TaskScore]:
+    """Evaluate `embedder` with mteb on `tasks` (local and/or official); write results under `output_dir`.
+
+    Every call re-runs every task (no result cache); the caller decides when to skip. Returns the main
     score per task name, in the order the tasks were run. `use_instructions=False` evaluates without the KaLM-V2
     query instructions (for instruction-free baselines); it is recorded in scores.json because it changes
-    the numbers.
+    the numbers. An official task's data is loaded right before it runs and released right after, so a
+    benchmark never holds more than one dataset in memory; a task whose data cannot be loaded stops the run
+    with `TaskDataUnavailable`, after `on_result` has seen every task finished before it.
     """
-    tasks = load_local_tasks(Path(tasks_dir), task_names)
-    encoder = KalmMtebEncoder(embedder, batch_size=batch_size, use_instructions=use_instructions)
+    encoder = KalmMtebEncoder(
+        embedder,
+        batch_size=batch_size,
+        use_instructions=use_instructions,
+        corpus_cache=corpus_cache,
+        sharding=sharding,
+    )
     output_dir = Path(output_dir)
     results_dir = output_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -98,22 +149,40 @@ def evaluate_embedder(
     for task in tasks:
         name = task.metadata.name
         logger.info("evaluating %s on %s (%s)", embedder.name, name, task.metadata.type)
-        model_result = mteb.evaluate(
-            encoder,
-            task,
-            cache=None,
-            overwrite_strategy="always",
-            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-            show_progress_bar=False,
-            co2_tracker=False,
-            raise_error=True,
-        )
+        loaded = [] if is_local_task(task) else data_tasks(task)
+        for data_task in loaded:
+            load_official_data(data_task)
+        try:
+            model_result = mteb.evaluate(
+                encoder,
+                task,
+                cache=None,
+                overwrite_strategy="always",
+                encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+                show_progress_bar=False,
+                co2_tracker=False,
+                raise_error=True,
+            )
+        finally:
+            for data_task in loaded:
+                if data_task.data_loaded:
+                    data_task.unload_data()
         if len(model_result.task_results) != 1:
             raise RuntimeError(f"mteb returned {len(model_result.task_results)} results for task {name!r}")
         result = model_result.task_results[0]
-        result.to_disk(results_dir / f"{name}.json")
+        result_file = results_dir / f"{name}.json"
+        result.to_disk(result_file)
         scores[name] = _task_score(task, result)
         logger.info("%s %s = %.4f", name, scores[name].main_score_name, scores[name].main_score)
+        if on_result is not None:
+            on_result(scores[name], result_file)
+    if corpus_cache is not None:
+        logger.info(
+            "corpus cache %s: %d hit(s), %d miss(es)",
+            corpus_cache.root,
+            corpus_cache.hits,
+            corpus_cache.misses,
+        )
 
     summary = {
         "model": {"name": embedder.name, "revision": embedder.revision},

@@ -3,7 +3,7 @@
 Public API:
 
 * `ResultsStore` / `open_store` / `default_store_path`: the store (``<state dir>/results.duckdb``);
-* `TaskRef` / `local_task_refs` / `current_mteb_version`: the cache key parts of a task;
+* `TaskRef` / `local_task_refs` / `official_task_refs` / `current_mteb_version`: the cache key parts of a task;
 * `evaluate_with_store`: evaluate a model folder, reusing current stored results;
 * `build_leaderboard` / `compute_leaderboard` / `rich_tables` / `to_markdown` / `write_chart`;
 * `plan_reevaluation` / `reevaluate_all`: the scheduled re-scoring of every registered model;
@@ -22,7 +22,7 @@ from kalm.results.leaderboard import (
 )
 from kalm.results.reevaluate import ReevaluationPlan, plan_reevaluation, reevaluate_all
 from kalm.results.store import ModelRecord, ResultsStore, StoredResult, default_store_path, open_store
-from kalm.results.task_refs import TaskRef, current_mteb_version, local_task_refs
+from kalm.results.task_refs import TaskRef, current_mteb_version, local_task_refs, official_task_refs
 
 __all__ = [
     "Leaderboard",
@@ -39,6 +39,7 @@ __all__ = [
     "dev_scorer",
     "evaluate_with_store",
     "local_task_refs",
+    "official_task_refs",
     "open_store",
     "plan_reevaluation",
     "reevaluate_all",

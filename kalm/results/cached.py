@@ -4,6 +4,12 @@ The cache key is (model content hash, task, task revision, mteb version, prompt 
 computed before the model is loaded, so a full cache hit neither loads weights nor encodes a single text and
 takes as long as hashing the folder. Cached results are written back into `output_dir` (mteb's JSON per
 task and ``scores.json``), so callers see the same files whether a task ran or not.
+
+Tasks are local task directories, official mteb tasks (`official_tasks`, resolved by name beforehand), or
+both. Each task's score is recorded as soon as it finishes, so a long benchmark stopped half-way (an
+official dataset that cannot be downloaded, a lost machine) keeps what it computed. Below the store sits the
+corpus-embedding cache (``embedding_cache``): a forced re-evaluation, or another store, does not re-encode a
+corpus the same model has already encoded.
 """
 
 from __future__ import annotations
@@ -13,12 +19,24 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kalm.evaluation import TaskScore, TextEmbedder, evaluate_embedder, summarize_scores
+from kalm.evaluation import (
+    CorpusEmbeddingCache,
+    RaySharding,
+    TaskScore,
+    TextEmbedder,
+    evaluate_tasks,
+    load_local_tasks,
+    open_corpus_cache,
+    summarize_scores,
+)
 from kalm.hashing import hash_directory
 from kalm.results.store import ResultsStore, open_store
-from kalm.results.task_refs import current_mteb_version, local_task_refs
+from kalm.results.task_refs import current_mteb_version, local_task_refs, official_task_refs
+
+if TYPE_CHECKING:
+    from mteb.abstasks.abstask import AbsTask
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +64,12 @@ class StoredEvaluation:
 
 def evaluate_with_store(
     model_path: Path | str,
-    tasks_dir: Path | str,
+    tasks_dir: Path | str | None,
     output_dir: Path | str,
     *,
     store: ResultsStore | Path | str | None = None,
     task_names: Sequence[str] | None = None,
+    official_tasks: Sequence[AbsTask] = (),
     batch_size: int = 32,
     name: str | None = None,
     use_instructions: bool = True,
@@ -59,16 +78,25 @@ def evaluate_with_store(
     parents: Sequence[str] | None = None,
     embedder_factory: EmbedderFactory | None = None,
     model_hash: str | None = None,
+    embedding_cache: CorpusEmbeddingCache | Path | str | bool = True,
+    sharding: RaySharding | None = None,
 ) -> StoredEvaluation:
     """Register the model, reuse current stored scores, evaluate the rest with mteb and record them.
 
-    `model_hash` may be passed when the caller already hashed the folder (the re-evaluation job does).
+    Local tasks are `task_names` of `tasks_dir` (all of them when None; none when `tasks_dir` is None), then
+    `official_tasks` in their order. `model_hash` may be passed when the caller already hashed the folder (the
+    re-evaluation job does). `embedding_cache`: True = ``<state dir>/embeddings/eval``, a path, or False.
     """
     results_store = open_store(store)
     model_path, output_dir = Path(model_path), Path(output_dir)
     model_hash = model_hash or hash_directory(model_path)
     results_store.register_model(model_hash, model_path, stage=stage, run_id=run_id, parents=parents)
-    refs = local_task_refs(tasks_dir, task_names)
+    local_refs = local_task_refs(tasks_dir, task_names) if tasks_dir is not None else []
+    refs = local_refs + official_task_refs(official_tasks)
+    names = [ref.name for ref in refs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"task name(s) {duplicates} selected twice (a local and an official task?)")
     mteb_version = current_mteb_version()
     cached = results_store.lookup(
         model_hash, refs, mteb_version=mteb_version, use_instructions=use_instructions
@@ -79,25 +107,36 @@ def evaluate_with_store(
         embedder = (embedder_factory or _default_factory)(model_path, name=name)
         if embedder.revision != model_hash:
             raise RuntimeError(f"{model_path} changed while being evaluated (hash {embedder.revision[:12]})")
-        fresh = evaluate_embedder(
-            embedder,
-            Path(tasks_dir),
-            output_dir,
-            task_names=to_run,
-            batch_size=batch_size,
-            use_instructions=use_instructions,
-        )
-        results = _read_results(output_dir / "results", fresh)
+        local_names = {ref.name for ref in local_refs}
         revisions = {ref.name: ref.revision for ref in refs}
-        # record what mteb actually saw, should a task directory have changed during the run
-        revisions |= {t: r["dataset_revision"] for t, r in results.items() if r.get("dataset_revision")}
-        results_store.record_scores(
-            model_hash,
-            fresh,
-            task_revisions=revisions,
-            mteb_version=mteb_version,
+
+        def record(score: TaskScore, result_file: Path) -> None:
+            result = json.loads(result_file.read_text(encoding="utf-8"))
+            revision = revisions[score.task]
+            if score.task in local_names and result.get("dataset_revision"):
+                # what mteb actually saw, should a task directory have changed during the run
+                revision = result["dataset_revision"]
+            results_store.record_scores(
+                model_hash,
+                [score],
+                task_revisions={score.task: revision},
+                mteb_version=mteb_version,
+                use_instructions=use_instructions,
+                results={score.task: result},
+            )
+
+        local_to_run = [n for n in to_run if n in local_names]
+        tasks = load_local_tasks(Path(tasks_dir), local_to_run) if local_to_run and tasks_dir else []
+        tasks += [task for task in official_tasks if task.metadata.name in to_run]
+        fresh = evaluate_tasks(
+            embedder,
+            tasks,
+            output_dir,
+            batch_size,
             use_instructions=use_instructions,
-            results=results,
+            corpus_cache=open_corpus_cache(embedding_cache),
+            sharding=sharding,
+            on_result=record,
         )
     else:
         logger.info("%s: all %d task(s) cached in %s", model_path, len(refs), results_store.path)
@@ -105,15 +144,6 @@ def evaluate_with_store(
     scores = {ref.name: fresh[ref.name] if ref.name in fresh else cached[ref.name].score for ref in refs}
     _write_outputs(output_dir, model_path, model_hash, use_instructions, scores, cached, to_run)
     return StoredEvaluation(model_hash, scores, cached=[n for n in scores if n in cached], evaluated=to_run)
-
-
-def _read_results(results_dir: Path, scores: dict[str, TaskScore]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for task in scores:
-        file = results_dir / f"{task}.json"
-        if file.is_file():
-            out[task] = json.loads(file.read_text(encoding="utf-8"))
-    return out
 
 
 def _write_outputs(

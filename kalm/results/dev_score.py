@@ -2,7 +2,9 @@
 
 Greedy soup scores every candidate, then every trial soup. Candidates were usually evaluated already (the
 evaluate step records every checkpoint), so going through the store makes their scores free; trial soups are
-new folders and get evaluated once, and are recorded too, so re-running the soup costs nothing.
+new folders and get evaluated once, and are recorded too, so re-running the soup costs nothing. For the same
+reason the corpus-embedding cache is off by default here: a trial soup's corpus vectors would never be read
+again, only fill the state dir.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def dev_scorer(
     batch_size: int = 32,
     stage: str | None = None,
     embedder_factory: EmbedderFactory | None = None,
+    embedding_cache: bool = False,
 ) -> Callable[[Path], float]:
     """`path -> mean main score over the dev tasks` (MTK), cached in and recorded to the store."""
     results_store = open_store(store)
@@ -42,6 +45,7 @@ def dev_scorer(
             use_instructions=use_instructions,
             stage=stage,
             embedder_factory=embedder_factory,
+            embedding_cache=embedding_cache,
         )
         values = [s.main_score for s in result.scores.values()]
         if not values:

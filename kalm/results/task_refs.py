@@ -1,8 +1,10 @@
 """Identities of evaluation tasks, cheap enough to compute before deciding whether anything must run.
 
-A stored score is only reusable for the same task *content*: the revision is the content hash of the task
-directory, exactly what `kalm.evaluation.local_tasks` gives mteb as the dataset revision (and mteb writes into
-its result JSON), so a cache key computed here matches the one a fresh evaluation records.
+A stored score is only reusable for the same task *content*: the revision of a local task is the content hash
+of its directory, exactly what `kalm.evaluation.local_tasks` gives mteb as the dataset revision (and mteb writes
+into its result JSON), so a cache key computed here matches the one a fresh evaluation records. An official
+mteb task's revision is the dataset revision mteb pins for it (plus a digest of the subsets and splits when a
+benchmark evaluates only part of it).
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from kalm.evaluation.official import official_revision
 from kalm.evaluation.task_spec import select_task_specs
 from kalm.hashing import hash_directory
+
+if TYPE_CHECKING:
+    from mteb.abstasks.abstask import AbsTask
 
 
 @dataclass(frozen=True)
@@ -39,3 +46,8 @@ def local_task_refs(tasks_dir: Path | str, names: Sequence[str] | None = None) -
     """
     selected = select_task_specs(Path(tasks_dir), names)
     return [TaskRef(s.name, s.type, hash_directory(s.task_dir)) for s in selected]
+
+
+def official_task_refs(tasks: Sequence[AbsTask]) -> list[TaskRef]:
+    """Store keys of official mteb task objects, from their metadata (no data is loaded)."""
+    return [TaskRef(t.metadata.name, str(t.metadata.type), official_revision(t)) for t in tasks]
