@@ -37,6 +37,7 @@ from transformers import AutoModel, PreTrainedModel, Qwen2Config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.backbone import make_bidirectional
+from training.config import QWEN2_0_5B_SHAPE
 from training.losses.infonce import InfoNCELoss
 from training.packing import FLEX_BLOCK, embed_in_rows
 from training.pooling import pool
@@ -59,12 +60,7 @@ def model_config(small: bool, attn: str) -> Qwen2Config:
         )
     else:  # Qwen2-0.5B shape
         cfg = Qwen2Config(
-            hidden_size=896,
-            intermediate_size=4864,
-            num_hidden_layers=24,
-            num_attention_heads=14,
-            num_key_value_heads=2,
-            vocab_size=151936,
+            **QWEN2_0_5B_SHAPE.model_dump(exclude={"pad_vocab_to"}),
             max_position_embeddings=32768,
             rope_theta=1e6,
             tie_word_embeddings=True,

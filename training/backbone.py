@@ -13,6 +13,7 @@ loudly instead of silently training a causal model.
 
 from __future__ import annotations
 
+import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, Qwen2Config
 
 from training.config import ModelConfig, TinyBackbone
@@ -53,12 +54,21 @@ def tiny_qwen2_config(spec: TinyBackbone, vocab_size: int, max_length: int, pad_
 
 
 def load_backbone(path: str, model: ModelConfig) -> PreTrainedModel:
-    """Load a pretrained backbone from a local path with bidirectional attention for decoders."""
-    config = make_bidirectional(AutoConfig.from_pretrained(path))
-    return AutoModel.from_pretrained(path, config=config, attn_implementation=model.attn_implementation)
+    """Load a pretrained backbone from a local path; decoders get bidirectional attention unless disabled."""
+    config = AutoConfig.from_pretrained(path)
+    if model.bidirectional:
+        config = make_bidirectional(config)
+    backbone = AutoModel.from_pretrained(path, config=config, attn_implementation=model.attn_implementation)
+    pooler = getattr(backbone, "pooler", None)
+    if isinstance(pooler, torch.nn.Module):
+        # Embeddings pool token states; BERT's [CLS] pooler never gets a gradient, which DDP rejects.
+        # Frozen, it is still saved, so checkpoints keep the base model's exact key set (soups, reloads).
+        pooler.requires_grad_(False)
+    return backbone
 
 
 def build_tiny_backbone(config: Qwen2Config, model: ModelConfig) -> PreTrainedModel:
-    config = make_bidirectional(config)
+    if model.bidirectional:
+        config = make_bidirectional(config)
     config._attn_implementation = model.attn_implementation
     return AutoModel.from_config(config, attn_implementation=model.attn_implementation)

@@ -55,6 +55,11 @@ def skip_cpu_shm_op() -> None:
         module.build_shm_op = lambda: None
 
 
+def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Parameters that train (a frozen BERT pooler, unused by embedding pooling, is left out)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 class Engine(Protocol):
     module: EmbeddingModel
 
@@ -80,7 +85,7 @@ class TorchEngine:
         self.module = model
         self.network = DistributedDataParallel(model) if distributed else model
         self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=stage.learning_rate, weight_decay=stage.weight_decay
+            trainable(model), lr=stage.learning_rate, weight_decay=stage.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.grad_clip = stage.grad_clip
@@ -148,7 +153,7 @@ class DeepSpeedEngine:
         self.zero_stage = scaling.zero_stage
         self.fresh_model = fresh_model
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=stage.learning_rate, weight_decay=stage.weight_decay
+            trainable(model), lr=stage.learning_rate, weight_decay=stage.weight_decay
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         config: dict[str, Any] = {

@@ -29,12 +29,43 @@ class TinyBackbone(_Strict):
     )
 
 
+# The KaLM-V2 backbone's shape (Qwen2-0.5B), for benchmarks and GPU checks on random weights.
+QWEN2_0_5B_SHAPE = TinyBackbone(
+    vocab_size=151_936,
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+)
+
+
 class ModelConfig(_Strict):
     base: str | None = Field(default=None, description="path of a pretrained model; None builds `tiny`")
     tiny: TinyBackbone = TinyBackbone()
     pooling: Literal["mean", "last", "cls"] = "mean"
     max_length: int = Field(default=512, gt=0)
-    attn_implementation: Literal["eager", "sdpa"] = "sdpa"
+    attn_implementation: Literal["eager", "sdpa", "flex_attention"] = "sdpa"
+    packed: bool = Field(
+        default=False,
+        description="padding-free forward: a micro-batch's sequences concatenated into packed rows with a "
+        "per-sequence block mask (decoders; flex_attention on GPU, sdpa/eager on CPU)",
+    )
+    packed_row_tokens: int = Field(
+        default=16_384, gt=0, description="tokens per packed row (one forward each)"
+    )
+    bidirectional: bool = Field(
+        default=True,
+        description="decoders: clear causal masking (KaLM-V2); False keeps them causal (ablation)",
+    )
+
+    @model_validator(mode="after")
+    def _check_packing(self) -> ModelConfig:
+        if self.packed and self.packed_row_tokens < self.max_length:
+            raise ValueError(
+                f"packed_row_tokens ({self.packed_row_tokens}) must hold one max_length ({self.max_length}) sequence"
+            )
+        return self
 
 
 class MixingConfig(_Strict):
@@ -79,6 +110,10 @@ class StageConfig(_Strict):
     matryoshka: MatryoshkaConfig | None = Field(default=None, description="None trains the full width only")
     mask_same_label: bool = Field(
         default=True, description="drop same-label in-batch positives (classification/clustering rows)"
+    )
+    use_instructions: bool = Field(
+        default=True,
+        description="prefix queries with the KaLM instruction; False for backbones never trained with one",
     )
     homogeneous_ratio: float = Field(default=1.0, ge=0, le=1, description="share of a batch from one source")
     length_bucketing: int = Field(
@@ -136,7 +171,9 @@ class ScalingConfig(_Strict):
 
 class TrainConfig(_Strict):
     model: ModelConfig = ModelConfig()
-    pretrain: StageConfig
+    pretrain: StageConfig | None = Field(
+        default=None, description="None: no pre-training; fine-tune (and mine with) the pretrained model.base"
+    )
     finetune: StageConfig
     soup_seeds: list[int] = Field(default=[0, 1], min_length=1)
     scaling: ScalingConfig = ScalingConfig()
@@ -145,6 +182,8 @@ class TrainConfig(_Strict):
     def _check_matryoshka_width(self) -> TrainConfig:
         """With the tiny backbone the width is known here: MRL dims beyond it fail at load, not mid-run."""
         if self.model.base is None:
+            if self.pretrain is None:
+                raise ValueError("train.pretrain may be omitted only with a pretrained model.base")
             width = self.model.tiny.hidden_size
             for stage in (self.pretrain, self.finetune):
                 if stage.matryoshka and max(stage.matryoshka.dims) > width:

@@ -25,8 +25,11 @@ class Example:
     label: str | None
 
 
-def load_examples(data_dir: Path, stage: str) -> list[Example]:
-    """All rows of ``stage`` in the Parquet files under ``data_dir``, ordered by id."""
+def load_examples(data_dir: Path, stage: str, use_instructions: bool = True) -> list[Example]:
+    """All rows of ``stage`` in the Parquet files under ``data_dir``, ordered by id.
+
+    ``use_instructions=False`` keeps queries bare (for backbones never trained with instructions).
+    """
     files = sorted(str(p) for p in data_dir.rglob("part-*.parquet") if "quarantine" not in p.parts)
     if not files:
         raise FileNotFoundError(f"no part-*.parquet files under {data_dir}")
@@ -35,7 +38,7 @@ def load_examples(data_dir: Path, stage: str) -> list[Example]:
     return [
         Example(
             row["source"],
-            format_query(row["instruction"], row["query"]),
+            format_query(row["instruction"] if use_instructions else "", row["query"]),
             row["positive"],
             tuple(row["negatives"]),
             row["label"],

@@ -149,7 +149,7 @@ def train_stage(
     """
     started = time.perf_counter()
     stage, scaling = job.stage, job.scaling
-    examples = load_examples(Path(job.data_dir), stage.data_stage)
+    examples = load_examples(Path(job.data_dir), stage.data_stage, stage.use_instructions)
     model = build_model(job, examples)
     device = _device()
     model.to(device)

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from training.backbone import load_backbone
+from training.backbone import BIDIRECTIONAL_DECODERS, UnsupportedArchitecture, load_backbone
 from training.config import ModelConfig
+from training.packing import FLEX_BLOCK, embed_in_rows, unpad
 from training.pooling import pool
 
 ST_POOLING_MODES = {"mean": "mean", "last": "lasttoken", "cls": "cls"}
@@ -28,6 +29,11 @@ class EmbeddingModel(nn.Module):
         self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ModelConfig
     ) -> None:
         super().__init__()
+        if config.packed and backbone.config.model_type not in BIDIRECTIONAL_DECODERS:
+            raise UnsupportedArchitecture(
+                f"packed training needs a decoder that takes a prepared mask ({', '.join(sorted(BIDIRECTIONAL_DECODERS))}), "
+                f"not {backbone.config.model_type!r}; set model.packed: false"
+            )
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.config = config
@@ -43,6 +49,20 @@ class EmbeddingModel(nn.Module):
         )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled, L2-normalised embeddings of a padded batch; with ``config.packed`` the padding is stripped
+        and the sequences run packed (:mod:`training.packing`: same embeddings, no FLOPs spent on padding)."""
+        if self.config.packed:
+            pad = FLEX_BLOCK if self.config.attn_implementation == "flex_attention" else 1
+            sequences = unpad(input_ids, attention_mask)
+            embeddings, _ = embed_in_rows(
+                self.backbone,
+                sequences,
+                self.config.packed_row_tokens,
+                self.config.pooling,
+                pad,
+                input_ids.device,
+            )
+            return embeddings
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.config.pooling)
 

@@ -24,19 +24,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from data_catalog.catalog import load_catalog  # noqa: E402
 from data_catalog.collect import collect_catalog  # noqa: E402
 from data_catalog.demo_data import write_demo_sources  # noqa: E402
-from training.config import ModelConfig, ScalingConfig, StageConfig, TinyBackbone  # noqa: E402
+from training.config import (  # noqa: E402
+    QWEN2_0_5B_SHAPE,
+    ModelConfig,
+    ScalingConfig,
+    StageConfig,
+    TinyBackbone,
+)
 from training.launch import init_ray, run_with_ray  # noqa: E402
 from training.loop import TrainJob  # noqa: E402
 
-QWEN2_05B = TinyBackbone(
-    vocab_size=8192,  # BPE trained on the demo data; the embedding is padded to Qwen2's 151,936 rows
-    hidden_size=896,
-    intermediate_size=4864,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    pad_vocab_to=151_936,
-)
+# BPE trained on the demo data (8,192 tokens); the embedding is padded to Qwen2's 151,936 rows.
+QWEN2_05B = QWEN2_0_5B_SHAPE.model_copy(update={"vocab_size": 8192, "pad_vocab_to": 151_936})
 SMALL = TinyBackbone(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2)
 
 
@@ -52,7 +51,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="queries per step (global)")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--backends", default="deepspeed,ddp")
+    parser.add_argument("--backends", default="deepspeed,ddp,ddp-packed")
     args = parser.parse_args()
     small = args.small
     steps = args.steps or (4 if small else 30)
@@ -88,13 +87,18 @@ def main() -> None:
             keep_checkpoints=1,
             max_failures=0,
         )
+        run = job
+        if backend == "ddp-packed":  # the padding-free path through the same loop (flex attention on GPU)
+            attn = "sdpa" if small else "flex_attention"
+            packed = job.model.model_copy(update={"packed": True, "attn_implementation": attn})
+            run = job.model_copy(update={"model": packed})
         started = time.perf_counter()
-        metrics = run_with_ray(job, root / f"out-{backend}", scaling, root / "ray", name=f"check-{backend}")
+        metrics = run_with_ray(run, root / f"out-{backend}", scaling, root / "ray", name=f"check-{backend}")
         label = (
             "DeepSpeed ZeRO-2 " + ("fp32/gloo" if small else "bf16")
             if backend == "deepspeed"
             else ("DDP gloo" if small else "DDP NCCL (bf16 autocast)")
-        )
+        ) + (" packed" if backend == "ddp-packed" else "")
         rows.append(
             {
                 "backend": label,

@@ -163,3 +163,37 @@ def test_build_loss_composes_the_stage_recipe():
     assert isinstance(plain, InfoNCELoss) and plain.mixer is None and plain.focal_gamma == 0
     with pytest.raises(ValueError, match="exceed the model width"):
         build_loss(stage, width=16)
+
+
+def test_packed_training_matches_padded_training(data_dir, monkeypatch):
+    """``model.packed`` runs the same loop padding-free: same losses, token counts and weights (fp32, sdpa)."""
+    import training.model
+
+    rows_per_forward = []
+    real = training.model.embed_in_rows
+
+    def counting(backbone, sequences, row_tokens, *args):
+        out = real(backbone, sequences, row_tokens, *args)
+        rows_per_forward.append(out[1] / row_tokens)
+        return out
+
+    monkeypatch.setattr(training.model, "embed_in_rows", counting)
+    padded = _job(data_dir)
+    packed_model = padded.model.model_copy(update={"packed": True, "packed_row_tokens": 160})
+    packed = padded.model_copy(update={"model": packed_model})
+    (m_pad, r_pad), (m_pack, r_pack) = train_stage(padded), train_stage(packed)
+    assert len(rows_per_forward) == STEPS and max(rows_per_forward) > 1  # packed, several rows per step
+    assert r_pack.tokens == r_pad.tokens
+    assert r_pack.losses == pytest.approx(r_pad.losses, rel=1e-4)
+    for name, value in m_pad.state_dict().items():
+        torch.testing.assert_close(m_pack.state_dict()[name], value, rtol=1e-4, atol=1e-4)
+
+
+def test_packed_training_refuses_an_encoder():
+    from training.backbone import UnsupportedArchitecture
+    from training.model import EmbeddingModel
+    from training.pretrained import minilm_path
+
+    config = ModelConfig(base=str(minilm_path()), packed=True, max_length=64)
+    with pytest.raises(UnsupportedArchitecture, match="packed training"):
+        EmbeddingModel.load(minilm_path(), config)
