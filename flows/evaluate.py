@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow
 
 from flows._common import in_run, recorded, recorded_trains, resolve
+from kalm.hashing import hash_directory
 from kalm.profile import Profile
 from kalm.rundir import RunPaths
 from tasks.evaluate import evaluate_task
@@ -13,6 +16,9 @@ from tasks.evaluate import evaluate_task
 def evaluate_steps(profile: Profile, run: RunPaths, trains: dict[str, dict], soup: dict | None) -> dict:
     wanted = set(profile.evaluate.models)
     candidates = dict(trains) | ({"soup": soup} if soup else {})
+    base = profile.train.model.base
+    if "base" in wanted and base:
+        candidates["base"] = {"checkpoint": base, "fingerprint": hash_directory(Path(base))}
     chosen = {name: step for name, step in candidates.items() if name.split("-")[0] in wanted}
     return in_run(evaluate_task, run)(
         profile.model_dump(mode="json"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow
 
 from flows._common import in_run, recorded, resolve
+from kalm.hashing import hash_directory
 from kalm.profile import Profile
 from kalm.rundir import RunPaths
 from tasks.mine import mine_task
@@ -14,22 +17,28 @@ from tasks.train import checkpoint_name, train_task
 def train_steps(
     profile: Profile, run: RunPaths, data_fingerprint: str
 ) -> tuple[dict[str, dict], dict | None]:
-    """Pre-train, mine hard negatives with it (unless disabled), fine-tune per soup seed.
+    """Pre-train (unless the profile has no pre-training stage), mine hard negatives with the pre-trained
+    model — or with the pretrained ``model.base`` without pre-training — unless disabled, fine-tune per soup seed.
 
     Returns the training summaries by checkpoint name, and the mining summary (None without mining).
     """
     profile_json = profile.model_dump(mode="json")
     train = in_run(train_task, run)
-    pretrain = train(profile_json, str(run.root), "pretrain", None, data_fingerprint)
-    trains = {"pretrain": pretrain}
+    trains: dict[str, dict] = {}
+    init_from, init_fingerprint = None, None
+    if profile.train.pretrain is not None:
+        pretrain = train(profile_json, str(run.root), "pretrain", None, data_fingerprint)
+        trains["pretrain"] = pretrain
+        init_from, init_fingerprint = pretrain["checkpoint"], pretrain["fingerprint"]
     finetune_data, finetune_fingerprint, mined = None, data_fingerprint, None
     if profile.mining.enabled:
+        miner = init_from or str(profile.train.model.base)
         mined = in_run(mine_task, run)(
             profile.mining.model_dump(mode="json"),
             str(run.root),
-            pretrain["checkpoint"],
+            miner,
             data_fingerprint,
-            pretrain["fingerprint"],
+            init_fingerprint or hash_directory(Path(miner)),
         )
         finetune_data, finetune_fingerprint = mined["output"], mined["fingerprint"]
     for seed in profile.train.soup_seeds:
@@ -39,8 +48,8 @@ def train_steps(
             "finetune",
             seed,
             finetune_fingerprint,
-            init_from=pretrain["checkpoint"],
-            init_fingerprint=pretrain["fingerprint"],
+            init_from=init_from,
+            init_fingerprint=init_fingerprint,
             data_dir=finetune_data,
         )
     return trains, mined

@@ -49,7 +49,8 @@ def mine_step(
         "wall_time_s": round(time.perf_counter() - started, 3),
         "stats": stats.model_dump(mode="json"),
     }
-    return record_step(run, "mine", summary, parents=("balance", "train-pretrain"))
+    in_run = Path(model_path).resolve().is_relative_to(run.root.resolve())  # else a pretrained base model
+    return record_step(run, "mine", summary, parents=("balance", *(("train-pretrain",) if in_run else ())))
 
 
 @pipeline_task("mine")
