@@ -58,3 +58,17 @@ def test_memmap_candidates(tmp_path):
     np.testing.assert_array_equal(
         blocked_topk(queries, mapped, 12, candidate_block=50)[1], full_topk(queries, cands, 12)[1]
     )
+
+
+def test_faiss_backend_equals_blocked_search():
+    pytest.importorskip("faiss")
+    from kalm.mining.search import faiss_topk
+
+    rng = np.random.default_rng(4)
+    queries, cands = _unit(rng, 31, 32), _unit(rng, 2_000, 32)
+    expected_s, expected_i = blocked_topk(queries, cands, 60, query_block=8, candidate_block=256)
+    s, i = faiss_topk(queries, cands, 60)
+    np.testing.assert_array_equal(i, expected_i)
+    np.testing.assert_allclose(s, expected_s, rtol=0, atol=1e-5)
+    _, i_small = faiss_topk(queries, cands[:10], 60)  # k above the pool: the whole pool, ranked
+    assert i_small.shape == (31, 10) and set(i_small[0]) == set(range(10))
