@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/quality.py --ablation no-focal      # plus one ablation row (repeatable)
     .venv/bin/python benchmarks/quality.py --ablation all --record  # every ablation; write RESULTS.md
     .venv/bin/python benchmarks/quality.py --smoke                  # CI-sized: tiny budgets, 2 tasks
+    .venv/bin/python benchmarks/quality.py --reduced --ablation all # every ablation at 800 rows, 4 tasks
     .venv/bin/python benchmarks/quality.py --backbone smollm2       # SmolLM2-135M made bidirectional
 
 Every row is a real ``full-run`` flow (ephemeral Prefect, local Ray, DuckDB, mteb) on a profile written by
@@ -123,6 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", choices=["minilm", "smollm2"], default="minilm")
     ap.add_argument("--smoke", action="store_true", help="tiny budgets and 2 tasks (CI)")
+    ap.add_argument("--reduced", action="store_true", help="800 rows, 4 smaller tasks: ablations on CPU")
     ap.add_argument("--ablation", action="append", default=[], choices=[*ABLATIONS, "all"])
     ap.add_argument("--budget", type=int, help="fine-tune rows after balancing")
     ap.add_argument("--max-steps", type=int)
@@ -130,13 +132,18 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = ap.parse_args()
 
-    cfg = HarnessConfig.smoke(args.backbone) if args.smoke else HarnessConfig(backbone=args.backbone)
+    if args.smoke:
+        cfg = HarnessConfig.smoke(args.backbone)
+    elif args.reduced:
+        cfg = HarnessConfig.reduced(args.backbone)
+    else:
+        cfg = HarnessConfig(backbone=args.backbone)
     updates = {"budget": args.budget, "max_steps": args.max_steps}
     cfg = cfg.model_copy(update={k: v for k, v in updates.items() if v is not None})
     ablations = (
         run_ablations(cfg.backbone) + list(DERIVED_ABLATIONS) if "all" in args.ablation else args.ablation
     )
-    name = f"{cfg.backbone}{'-smoke' if args.smoke else ''}"
+    name = cfg.backbone + ("-smoke" if args.smoke else "-reduced" if args.reduced else "")
     runs_dir = args.runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
