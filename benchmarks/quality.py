@@ -57,7 +57,7 @@ def base_checkpoint(cfg: HarnessConfig, cache: Path) -> tuple[Path, Path]:
     from training.pretrained import minilm_path, smollm2_path
 
     raw = minilm_path() if cfg.backbone == "minilm" else smollm2_path()
-    st = cache / f"{cfg.backbone}-mean"
+    st = cache / f"{cfg.backbone}-mean-{cfg.max_length}"  # scored at the trained rows' max_length
     if not (st / "model.safetensors").exists():
         model_cfg = ModelConfig(base=str(raw), pooling="mean", max_length=cfg.max_length)
         EmbeddingModel(
