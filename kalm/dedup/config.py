@@ -38,6 +38,9 @@ class DedupConfig(BaseModel):
     ray_address: str | None = Field(None, description="Ray cluster address; None starts/uses a local Ray")
     ray_num_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved per Ray signature task")
 
+    def shingling(self) -> dict[str, int]:
+        return {"ngram": self.ngram, "char_ngram": self.char_ngram, "short_text_words": self.short_text_words}
+
     @model_validator(mode="after")
     def _bands_fit(self) -> DedupConfig:
         if self.bands * self.rows > self.num_perm:

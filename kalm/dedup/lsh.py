@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
-from kalm.dedup.minhash import fmix64
+from kalm.dedup.config import DedupConfig
+from kalm.dedup.minhash import MinHasher, fmix64
 
 _BAND_MUL = np.uint64(0x100000001B3)
 
@@ -29,6 +31,18 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     for r in range(rows):
         key = (key ^ sig[:, :, r]) * _BAND_MUL
     return fmix64(key + np.arange(bands, dtype=np.uint64))
+
+
+def text_band_keys(texts: pa.Array | pa.ChunkedArray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(docs, bands)`` band keys of normalised texts, in ``cfg.batch_size`` batches, and the mask of texts
+    that had shingles (the others are never near-duplicates)."""
+    hasher = MinHasher(cfg.num_perm, cfg.seed)
+    keys, has = [np.empty((0, cfg.bands), np.uint64)], [np.empty(0, bool)]
+    for start in range(0, len(texts), cfg.batch_size):
+        sig, nonempty = hasher.signatures_of_texts(texts.slice(start, cfg.batch_size), **cfg.shingling())
+        keys.append(band_keys(sig, cfg.bands, cfg.rows))
+        has.append(nonempty)
+    return np.concatenate(keys), np.concatenate(has)
 
 
 def candidate_pairs(keys: np.ndarray, doc_ids: np.ndarray, window: int = 16) -> np.ndarray:

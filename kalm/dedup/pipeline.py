@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 from data_catalog.schema import CANONICAL_SCHEMA
 from kalm.dedup.config import CategoryDedupStats, DedupConfig, DedupStats
 from kalm.dedup.io import PartWriter, discover_parquet
-from kalm.dedup.lsh import band_keys, candidate_pairs, verified_components
-from kalm.dedup.minhash import MinHasher, shingle_hashes
+from kalm.dedup.lsh import candidate_pairs, text_band_keys, verified_components
+from kalm.dedup.minhash import shingle_hashes
 from kalm.dedup.normalize import join_pair, normalize_array
 from kalm.dedup.ray_stage import ray_candidate_pairs
 
@@ -63,23 +63,16 @@ def _exact_reps(
 
 def _local_candidate_pairs(texts: pa.ChunkedArray, cfg: DedupConfig) -> np.ndarray:
     """Candidate pairs of normalised texts from their LSH buckets, all in this process."""
-    shingling = {"ngram": cfg.ngram, "char_ngram": cfg.char_ngram, "short_text_words": cfg.short_text_words}
-    hasher = MinHasher(cfg.num_perm, cfg.seed)
-    keys, has = [np.empty((0, cfg.bands), np.uint64)], [np.empty(0, bool)]
-    for start in range(0, len(texts), cfg.batch_size):
-        sig, nonempty = hasher.signatures_of_texts(texts.slice(start, cfg.batch_size), **shingling)
-        keys.append(band_keys(sig, cfg.bands, cfg.rows))
-        has.append(nonempty)
-    docs = np.flatnonzero(np.concatenate(has))  # shingle-less (empty) texts are never near-duplicates
-    return candidate_pairs(np.concatenate(keys)[docs], docs, cfg.bucket_window)
+    keys, has = text_band_keys(texts, cfg)
+    docs = np.flatnonzero(has)
+    return candidate_pairs(keys[docs], docs, cfg.bucket_window)
 
 
 def _near_reps(texts: pa.ChunkedArray, pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
     """Per text, the smallest index of its verified near-duplicate component, from candidate ``pairs``."""
-    shingling = {"ngram": cfg.ngram, "char_ngram": cfg.char_ngram, "short_text_words": cfg.short_text_words}
 
     def shingle_sets(idx: np.ndarray) -> list[np.ndarray]:
-        flat, off = shingle_hashes(texts.take(pa.array(idx)), **shingling)
+        flat, off = shingle_hashes(texts.take(pa.array(idx)), **cfg.shingling())
         return [np.unique(flat[off[k] : off[k + 1]]) for k in range(len(idx))]
 
     return verified_components(len(texts), pairs, shingle_sets, cfg.threshold)

@@ -25,8 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from kalm.dedup.config import DedupConfig
-from kalm.dedup.lsh import band_keys, candidate_pairs
-from kalm.dedup.minhash import MinHasher
+from kalm.dedup.lsh import candidate_pairs, text_band_keys
 from kalm.dedup.normalize import join_pair, normalize_array
 
 
@@ -50,8 +49,6 @@ def row_group_bucket_rows(
 
     c = DedupConfig.model_validate(cfg)
     slot_of_row = ray.get(slot_ref[0])
-    hasher = MinHasher(c.num_perm, c.seed)
-    shingling = {"ngram": c.ngram, "char_ngram": c.char_ngram, "short_text_words": c.short_text_words}
     keys, slots = [np.empty((0, c.bands), np.uint64)], [np.empty(0, np.int64)]
     for path, group, row_start in zip(batch["path"], batch["row_group"], batch["global_start"], strict=True):
         t = pq.ParquetFile(str(path)).read_row_group(int(group), columns=["query", "positive"])
@@ -61,10 +58,9 @@ def row_group_bucket_rows(
             continue
         t = t.take(live)
         text = join_pair(normalize_array(t.column("query")), normalize_array(t.column("positive")))
-        for start in range(0, t.num_rows, c.batch_size):
-            sig, has = hasher.signatures_of_texts(text.slice(start, c.batch_size), **shingling)
-            keys.append(band_keys(sig, c.bands, c.rows)[has])
-            slots.append(slot[live[start : start + c.batch_size]][has])
+        key, has = text_band_keys(text, c)
+        keys.append(key[has])
+        slots.append(slot[live][has])
     key, slot = np.concatenate(keys), np.concatenate(slots)
     flat_key = key.ravel()
     return {
