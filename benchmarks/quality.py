@@ -31,6 +31,7 @@ from kalm.quality import (  # noqa: E402
     ABLATION_REFERENCE,
     ABLATIONS,
     DERIVED_ABLATIONS,
+    EVAL_BATCH_SIZE,
     SHARED_CATALOG,
     HarnessConfig,
     apply_ablation,
@@ -83,9 +84,15 @@ def run_profile(profile: dict, runs_dir: Path, run_id: str) -> dict:
 def score(path: Path, cfg: HarnessConfig, out: Path, name: str) -> dict:
     from tasks.evaluate import evaluate_model
 
-    tasks = recipe_profile(cfg, path, Path("unused"), "x")["evaluate"]["tasks"]
     return evaluate_model(
-        path, cfg.eval_dir, out, tasks, 64, name=name, use_instructions=cfg.use_instructions, stage=name
+        path,
+        cfg.eval_dir,
+        out,
+        cfg.eval_tasks(),
+        EVAL_BATCH_SIZE,
+        name=name,
+        use_instructions=cfg.use_instructions,
+        stage=name,
     )
 
 
@@ -132,18 +139,14 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = ap.parse_args()
 
-    if args.smoke:
-        cfg = HarnessConfig.smoke(args.backbone)
-    elif args.reduced:
-        cfg = HarnessConfig.reduced(args.backbone)
-    else:
-        cfg = HarnessConfig(backbone=args.backbone)
+    preset = "smoke" if args.smoke else "reduced" if args.reduced else None
+    cfg = HarnessConfig.preset(preset, args.backbone) if preset else HarnessConfig(backbone=args.backbone)
     updates = {"budget": args.budget, "max_steps": args.max_steps}
     cfg = cfg.model_copy(update={k: v for k, v in updates.items() if v is not None})
     ablations = (
         run_ablations(cfg.backbone) + list(DERIVED_ABLATIONS) if "all" in args.ablation else args.ablation
     )
-    name = cfg.backbone + ("-smoke" if args.smoke else "-reduced" if args.reduced else "")
+    name = cfg.backbone + (f"-{preset}" if preset else "")
     runs_dir = args.runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -177,7 +180,7 @@ def main() -> None:
     context = {
         "command": "benchmarks/quality.py " + " ".join(sys.argv[1:]),
         "config": json.loads(cfg.model_dump_json()),
-        "data": data_counts(Path(full["run_dir"])),
+        "data": data_counts(run_dir),
         "wall_s": round(time.perf_counter() - started, 1),
         "full_run_wall_s": round(full["wall_s"], 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

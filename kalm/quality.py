@@ -39,8 +39,29 @@ ABLATION_REFERENCE = "finetune-seed0"
 DECODER_ONLY = {"causal"}
 
 
+EVAL_BATCH_SIZE = 64
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "budget": 160,
+        "per_source_cap": 40,
+        "batch_size": 8,
+        "max_length": 64,
+        "max_steps": 4,
+        "tasks": ["STSBenchmark", "TrecQA"],
+    },
+    # Small enough for every ablation on 2 CPU cores: 800 rows, 4 of the smaller task families.
+    "reduced": {
+        "budget": 800,
+        "per_source_cap": 200,
+        "batch_size": 16,
+        "max_length": 64,
+        "tasks": ["MSRP", "STSBenchmark", "SciFact", "TrecQA"],
+    },
+}
+
+
 class HarnessConfig(BaseModel):
-    """The budget of one harness run; ``smoke()`` is the CI-sized version of the same pipeline."""
+    """The budget of one harness run; :meth:`preset` gives the smaller versions of the same pipeline."""
 
     backbone: Literal["minilm", "smollm2"] = "minilm"
     budget: int = Field(2500, gt=0, description="fine-tune rows after balancing")
@@ -58,28 +79,12 @@ class HarnessConfig(BaseModel):
     cpus_per_worker: float = 1.0
 
     @classmethod
-    def smoke(cls, backbone: Literal["minilm", "smollm2"] = "minilm") -> HarnessConfig:
-        return cls(
-            backbone=backbone,
-            budget=160,
-            per_source_cap=40,
-            batch_size=8,
-            max_length=64,
-            max_steps=4,
-            tasks=["STSBenchmark", "TrecQA"],
-        )
+    def preset(cls, name: str, backbone: Literal["minilm", "smollm2"] = "minilm") -> HarnessConfig:
+        """A named budget from :data:`PRESETS` (``smoke``: CI; ``reduced``: many rows on 2 CPU cores)."""
+        return cls(backbone=backbone, **PRESETS[name])
 
-    @classmethod
-    def reduced(cls, backbone: Literal["minilm", "smollm2"] = "minilm") -> HarnessConfig:
-        """Small enough for many rows on 2 CPU cores (ablations): 800 rows, 4 of the smaller task families."""
-        return cls(
-            backbone=backbone,
-            budget=800,
-            per_source_cap=200,
-            batch_size=16,
-            max_length=64,
-            tasks=["MSRP", "STSBenchmark", "SciFact", "TrecQA"],
-        )
+    def eval_tasks(self) -> list[str]:
+        return self.tasks or english_tasks(self.eval_dir)
 
     @property
     def use_instructions(self) -> bool:
@@ -110,7 +115,7 @@ def english_catalog(source: Path, out: Path) -> Path:
 def recipe_profile(cfg: HarnessConfig, base_model: Path, catalog: Path, name: str) -> dict[str, Any]:
     """The full KaLM-V2 fine-tune recipe as a profile dict (focal, mixing, MRL, same-task batches, mining)."""
     width = {"minilm": 384, "smollm2": 576}[cfg.backbone]
-    tasks = cfg.tasks or english_tasks(cfg.eval_dir)
+    tasks = cfg.eval_tasks()
     steps = {"max_steps": cfg.max_steps} if cfg.max_steps else {}
     return {
         "name": name,
@@ -161,7 +166,7 @@ def recipe_profile(cfg: HarnessConfig, base_model: Path, catalog: Path, name: st
         "evaluate": {
             "tasks_dir": str(cfg.eval_dir),
             "tasks": tasks,
-            "batch_size": 64,
+            "batch_size": EVAL_BATCH_SIZE,
             "models": ["base", "finetune", "soup"],
             "use_instructions": cfg.use_instructions,
         },
