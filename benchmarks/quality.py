@@ -179,7 +179,8 @@ def main() -> None:
 
     context = {
         "command": "benchmarks/quality.py " + " ".join(sys.argv[1:]),
-        "config": json.loads(cfg.model_dump_json()),
+        # the eval folder relative to the repository: no machine path in a recorded table
+        "config": json.loads(cfg.model_dump_json()) | {"eval_dir": os.path.relpath(cfg.eval_dir, REPO)},
         "data": data_counts(run_dir),
         "wall_s": round(time.perf_counter() - started, 1),
         "full_run_wall_s": round(full["wall_s"], 1),
