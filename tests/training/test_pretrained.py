@@ -78,6 +78,7 @@ def test_smollm2_folder_is_built_once_and_reused(smollm2_dir, pretrained_cache):
     assert len(source["sha256"]) == 64
     config = json.loads((smollm2_dir / "config.json").read_text())
     assert config["model_type"] == "llama" and config["hidden_size"] == 576
+    assert "quantization_config" not in config  # plain float weights, re-savable
     stamp = (smollm2_dir / "model.safetensors").stat().st_mtime_ns
     assert smollm2_path(pretrained_cache) == smollm2_dir
     assert (smollm2_dir / "model.safetensors").stat().st_mtime_ns == stamp
@@ -137,6 +138,25 @@ def test_smollm2_embedding_model_padding_matches_single(smollm2_dir):
     assert together.shape == (len(TEXTS), 576)
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=0)
     torch.testing.assert_close(together.norm(dim=-1), torch.ones(len(TEXTS)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+@needs_smollm2
+def test_smollm2_embedding_model_saves_and_reloads(smollm2_dir, tmp_path):
+    """Training checkpoints and the harness's base row re-save the backbone: the converted folder must allow it."""
+    from transformers import AutoTokenizer
+
+    from training.backbone import load_backbone
+    from training.model import EmbeddingModel
+
+    config = ModelConfig(max_length=64)
+    model = EmbeddingModel(
+        load_backbone(str(smollm2_dir), config), AutoTokenizer.from_pretrained(smollm2_dir), config
+    ).eval()
+    model.save(tmp_path / "saved")
+    reloaded = EmbeddingModel.load(tmp_path / "saved").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed(TEXTS), reloaded.embed(TEXTS), atol=1e-6, rtol=0)
 
 
 # --- Qwen2 tokenizer ------------------------------------------------------------------------------------
