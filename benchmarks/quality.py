@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/quality.py --smoke                  # CI-sized: tiny budgets, 2 tasks
     .venv/bin/python benchmarks/quality.py --reduced --ablation all # every ablation at 800 rows, 4 tasks
     .venv/bin/python benchmarks/quality.py --backbone smollm2       # SmolLM2-135M made bidirectional
+    .venv/bin/python benchmarks/quality.py --budget 4000 --learning-rate 6e-5 --tag b4k  # a variant, kept apart
 
 Every row is a real ``full-run`` flow (ephemeral Prefect, local Ray, DuckDB, mteb) on a profile written by
 :mod:`kalm.quality`; scores go through the results store, so re-running reuses every cached step and score.
@@ -135,18 +136,28 @@ def main() -> None:
     ap.add_argument("--ablation", action="append", default=[], choices=[*ABLATIONS, "all"])
     ap.add_argument("--budget", type=int, help="fine-tune rows after balancing")
     ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--learning-rate", type=float)
+    ap.add_argument("--epochs", type=float)
+    ap.add_argument("--tasks", nargs="+", help="eval tasks (default: the preset's, else every English task)")
+    ap.add_argument("--tag", help="suffix of the run and table name, to keep variants of one preset apart")
     ap.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "quality")
     ap.add_argument("--record", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = ap.parse_args()
 
     preset = "smoke" if args.smoke else "reduced" if args.reduced else None
     cfg = HarnessConfig.preset(preset, args.backbone) if preset else HarnessConfig(backbone=args.backbone)
-    updates = {"budget": args.budget, "max_steps": args.max_steps}
+    updates = {
+        "budget": args.budget,
+        "max_steps": args.max_steps,
+        "learning_rate": args.learning_rate,
+        "epochs": args.epochs,
+        "tasks": args.tasks,
+    }
     cfg = cfg.model_copy(update={k: v for k, v in updates.items() if v is not None})
     ablations = (
         run_ablations(cfg.backbone) + list(DERIVED_ABLATIONS) if "all" in args.ablation else args.ablation
     )
-    name = cfg.backbone + (f"-{preset}" if preset else "")
+    name = cfg.backbone + (f"-{preset}" if preset else "") + (f"-{args.tag}" if args.tag else "")
     runs_dir = args.runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
