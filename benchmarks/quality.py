@@ -34,6 +34,7 @@ from kalm.quality import (  # noqa: E402
     DERIVED_ABLATIONS,
     EVAL_BATCH_SIZE,
     SHARED_CATALOG,
+    TARGETS,
     HarnessConfig,
     apply_ablation,
     english_catalog,
@@ -198,7 +199,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"python {platform.python_version()}",
     }
-    markdown = render(name, rows, ablation_rows, context)
+    markdown = render(name, rows, ablation_rows, context, TARGETS[cfg.backbone])
     (runs_dir / f"{name}.md").write_text(markdown, encoding="utf-8")
     print(markdown)
     if args.record:

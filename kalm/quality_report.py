@@ -77,21 +77,28 @@ def main_table(rows: dict[str, RowScores], family_of: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(rows: dict[str, RowScores], base: str = "base", margin: float = 1.0) -> list[str]:
-    """Against the base: mean-over-tasks gain and the worst family's change, per non-base row."""
+def verdicts(
+    rows: dict[str, RowScores], base: str = "base", gain: float = 1.0, family_floor: float | None = 1.0
+) -> list[str]:
+    """Against the base: mean-over-tasks gain and the worst family's change, per non-base row.
+
+    A row meets the target when it gains at least ``gain`` on the mean over tasks and, unless ``family_floor``
+    is None, no family loses more than ``family_floor``.
+    """
     ref = rows[base]
+    target = f"≥ +{gain:.1f}" + (f", no family below −{family_floor:.1f}" if family_floor is not None else "")
     out = []
     for name, row in rows.items():
         if name == base:
             continue
-        gain = row.mean_tasks - ref.mean_tasks
+        change = row.mean_tasks - ref.mean_tasks
         worst_family, worst = min(
             ((f, row.families[f] - ref.families[f]) for f in row.families), key=lambda x: x[1]
         )
-        met = gain >= margin and worst >= -margin
+        met = change >= gain and (family_floor is None or worst >= -family_floor)
         out.append(
-            f"- {name}: mean {_delta(gain)} vs base, worst family {worst_family} {_delta(worst)} → "
-            f"target (≥ +{margin:.1f}, no family below −{margin:.1f}) {'met' if met else 'NOT met'}"
+            f"- {name}: mean {_delta(change)} vs base, worst family {worst_family} {_delta(worst)} → "
+            f"target ({target}) {'met' if met else 'NOT met'}"
         )
     return out
 
@@ -114,11 +121,17 @@ def ablation_table(ablations: dict[str, tuple[RowScores, str]], rows: dict[str, 
     return "\n".join(lines)
 
 
-def render(name: str, rows: dict[str, dict], ablations: dict[str, tuple[dict, str]], context: dict) -> str:
+def render(
+    name: str,
+    rows: dict[str, dict],
+    ablations: dict[str, tuple[dict, str]],
+    context: dict,
+    target: tuple[float, float | None] = (1.0, 1.0),
+) -> str:
     """The harness's Markdown: the main table, the target verdicts, the ablation table, data and config.
 
     ``rows`` and each ablation's first element are ``evaluate_model`` summaries; an ablation's second element
-    names the main row it is compared with.
+    names the main row it is compared with. ``target`` is (mean gain, family floor) for :func:`verdicts`.
     """
     scored, family_of = summarize(rows | {f"ablation {k}": v for k, (v, _) in ablations.items()})
     main = {k: scored[k] for k in rows}
@@ -130,7 +143,7 @@ def render(name: str, rows: dict[str, dict], ablations: dict[str, tuple[dict, st
         "",
         main_table(main, family_of),
         "",
-        *verdicts(main),
+        *verdicts(main, gain=target[0], family_floor=target[1]),
     ]
     if ablations:
         parts += [

@@ -127,6 +127,11 @@ def test_means_over_tasks_and_families_and_the_target_verdict() -> None:
     # +1.5 mean, Retrieval -1.5: the mean target is met but a family dropped more than 1 point.
     (line,) = verdicts(rows)
     assert "+1.50" in line and "Retrieval -1.50" in line and "NOT met" in line
+    # The decoder's target: +10 on the mean, no family floor.
+    (line,) = verdicts(rows, gain=10.0, family_floor=None)
+    assert line.endswith("target (≥ +10.0) NOT met")
+    (line,) = verdicts(rows, gain=1.5, family_floor=None)
+    assert line.endswith("met") and "NOT" not in line
     with pytest.raises(ValueError, match="different task sets"):
         summarize({"base": base, "x": _evaluation({"a": ("STS", 0.5)})})
 
