@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class DedupConfig(BaseModel):
-    """Exact + MinHash-LSH near dedup settings.
+class MinHashSettings(BaseModel):
+    """Shingling, MinHash and LSH banding shared by dedup and decontamination (so both match texts alike).
 
     ``bands x rows = 16 x 8`` (not the "optimal" 9 x 13) because candidates are verified by exact Jaccard:
     recall is bought with extra candidates, and precision is restored by the check (``dedup_anchors.md``).
@@ -22,6 +22,20 @@ class DedupConfig(BaseModel):
     rows: int = Field(8, ge=1)
     threshold: float = Field(0.8, ge=0.0, le=1.0, description="verification Jaccard of shingle sets")
     seed: int = 1
+
+    def shingling(self) -> dict[str, int]:
+        return {"ngram": self.ngram, "char_ngram": self.char_ngram, "short_text_words": self.short_text_words}
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> MinHashSettings:
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows={self.bands * self.rows} exceeds num_perm={self.num_perm}")
+        return self
+
+
+class DedupConfig(MinHashSettings):
+    """Exact + MinHash-LSH near dedup settings (the MinHash fields are :class:`MinHashSettings`)."""
+
     exact: bool = True
     near: bool = True
     rows_per_part: int = Field(1_000_000, ge=1)
@@ -37,15 +51,6 @@ class DedupConfig(BaseModel):
     )
     ray_address: str | None = Field(None, description="Ray cluster address; None starts/uses a local Ray")
     ray_num_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved per Ray signature task")
-
-    def shingling(self) -> dict[str, int]:
-        return {"ngram": self.ngram, "char_ngram": self.char_ngram, "short_text_words": self.short_text_words}
-
-    @model_validator(mode="after")
-    def _bands_fit(self) -> DedupConfig:
-        if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands*rows={self.bands * self.rows} exceeds num_perm={self.num_perm}")
-        return self
 
 
 class CategoryDedupStats(BaseModel):

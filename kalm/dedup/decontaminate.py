@@ -38,8 +38,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
+from kalm.dedup.config import MinHashSettings
 from kalm.dedup.io import PartWriter, discover_parquet
 from kalm.dedup.lsh import band_keys, jaccard
 from kalm.dedup.minhash import MinHasher, fold32, shingle_hashes
@@ -68,13 +69,11 @@ def match_key(norm: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.replace_substring_regex(norm, _NOT_ALNUM_RE2, "")
 
 
-class DecontaminationConfig(BaseModel):
+class DecontaminationConfig(MinHashSettings):
     """Which evaluation texts to index and how training texts are matched against them.
 
-    The MinHash fields mean what they mean in :class:`kalm.dedup.DedupConfig` (same defaults).
+    The MinHash fields are :class:`kalm.dedup.config.MinHashSettings`, with the same defaults as dedup.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     tasks_dir: Path | None = Field(None, description="evaluation tasks folder (eval layout)")
@@ -82,28 +81,11 @@ class DecontaminationConfig(BaseModel):
     fields: tuple[Literal["query", "positive"], ...] = ("query", "positive")
     exact: bool = True
     near: bool = True
-    threshold: float = Field(0.8, ge=0.0, le=1.0, description="verification Jaccard of shingle sets")
-    num_perm: int = Field(128, ge=1)
-    ngram: int = Field(5, ge=1)
-    char_ngram: int = Field(5, ge=1)
-    short_text_words: int = Field(8, ge=0)
-    bands: int = Field(16, ge=1)
-    rows: int = Field(8, ge=1)
-    seed: int = 1
     batch_size: int = Field(65_536, ge=1, description="training rows read per batch")
     max_bucket_candidates: int = Field(64, ge=1, description="eval texts checked per shared LSH bucket")
     max_examples: int = Field(5, ge=0)
     rows_per_part: int = Field(1_000_000, ge=1)
     row_group_size: int = Field(100_000, ge=1)
-
-    @model_validator(mode="after")
-    def _bands_fit(self) -> DecontaminationConfig:
-        if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands*rows={self.bands * self.rows} exceeds num_perm={self.num_perm}")
-        return self
-
-    def shingling(self) -> dict[str, int]:
-        return {"ngram": self.ngram, "char_ngram": self.char_ngram, "short_text_words": self.short_text_words}
 
 
 class ContaminationExample(BaseModel):
