@@ -64,3 +64,9 @@ def format_query(instruction: str, query: str) -> str:
     if not instruction:
         return query
     return KALM_QUERY_TEMPLATE.format(instruction=instruction) + query
+
+
+def row_query(row: dict, use_instructions: bool = True) -> str:
+    """A canonical row's query as the model sees it: with its instruction, or bare for backbones never
+    trained with instructions (training and mining must agree on this, or mined negatives are off-target)."""
+    return format_query(row["instruction"] if use_instructions else "", row["query"])

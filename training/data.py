@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 
-from data_catalog.schema import format_query
+from data_catalog.schema import row_query
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def load_examples(data_dir: Path, stage: str, use_instructions: bool = True) -> 
     return [
         Example(
             row["source"],
-            format_query(row["instruction"] if use_instructions else "", row["query"]),
+            row_query(row, use_instructions),
             row["positive"],
             tuple(row["negatives"]),
             row["label"],

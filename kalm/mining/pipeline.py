@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_catalog.schema import format_query
+from data_catalog.schema import row_query
 from kalm.hashing import hash_value
 from kalm.mining.encode import EmbeddingCache, TextEncoder, encode_cached
 from kalm.mining.io import MINED_SCHEMA, load_corpus, write_json
@@ -76,7 +76,7 @@ def mine_source(
     """Mine one source's rows; returns (output rows, stats, positive scores, negative scores)."""
     stats = SourceMiningStats(rows_in=len(rows))
     pool, pool_index = _pool(rows, corpus)
-    formatted = [format_query(r["instruction"] if cfg.use_instructions else "", r["query"]) for r in rows]
+    formatted = [row_query(r, cfg.use_instructions) for r in rows]
     queries = list(dict.fromkeys(formatted))
     query_index = {q: i for i, q in enumerate(queries)}
     positives: dict[int, set[int]] = {}
