@@ -140,6 +140,7 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float)
     ap.add_argument("--epochs", type=float)
     ap.add_argument("--tasks", nargs="+", help="eval tasks (default: the preset's, else every English task)")
+    ap.add_argument("--gpus", type=int, help="train on N GPUs (NCCL, bf16); evaluation and mining use CUDA")
     ap.add_argument("--tag", help="suffix of the run and table name, to keep variants of one preset apart")
     ap.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "quality")
     ap.add_argument("--record", action="store_true", help="write the table into benchmarks/RESULTS.md")
@@ -153,6 +154,7 @@ def main() -> None:
         "learning_rate": args.learning_rate,
         "epochs": args.epochs,
         "tasks": args.tasks,
+        "gpus": args.gpus,
     }
     cfg = cfg.model_copy(update={k: v for k, v in updates.items() if v is not None})
     ablations = (

@@ -78,8 +78,9 @@ class HarnessConfig(BaseModel):
     soup_seeds: list[int] = [0, 1]
     tasks: list[str] | None = Field(None, description="eval tasks; None = every English task of eval_dir")
     eval_dir: Path = SHARED_EVAL
-    num_workers: int = 2
+    num_workers: int = Field(2, gt=0, description="Ray training workers (one per GPU when gpus > 0)")
     cpus_per_worker: float = 1.0
+    gpus: int = Field(0, ge=0, description="0: CPU workers over gloo; N: N GPU workers over NCCL (bf16)")
 
     @classmethod
     def preset(cls, name: str, backbone: Literal["minilm", "smollm2"] = "minilm") -> HarnessConfig:
@@ -160,9 +161,10 @@ def recipe_profile(cfg: HarnessConfig, base_model: Path, catalog: Path, name: st
             },
             "soup_seeds": cfg.soup_seeds,
             "scaling": {
-                "num_workers": cfg.num_workers,
+                "num_workers": cfg.gpus or cfg.num_workers,
                 "cpus_per_worker": cfg.cpus_per_worker,
-                "backend": "gloo",
+                "use_gpu": cfg.gpus > 0,
+                "backend": "nccl" if cfg.gpus else "gloo",
                 "checkpoint_every_steps": 50,
             },
         },

@@ -57,6 +57,14 @@ def test_recipe_profile_is_a_valid_profile_with_the_papers_techniques_on() -> No
     assert Profile.model_validate(_profile("smollm2")).train.finetune.use_instructions
 
 
+def test_gpu_harness_trains_one_worker_per_gpu_over_nccl() -> None:
+    cpu = Profile.model_validate(_profile()).train.scaling
+    assert (cpu.num_workers, cpu.use_gpu, cpu.backend) == (2, False, "gloo")
+    cfg = HarnessConfig(backbone="smollm2", gpus=1)
+    gpu = Profile.model_validate(recipe_profile(cfg, Path("/m"), Path("/c.yaml"), "q")).train.scaling
+    assert (gpu.num_workers, gpu.use_gpu, gpu.backend) == (1, True, "nccl")
+
+
 @pytest.mark.parametrize(
     ("ablation", "changed"),
     [

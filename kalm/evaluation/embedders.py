@@ -23,7 +23,8 @@ class SentenceTransformerEmbedder:
     its identity and a retrained one in the same place gets a new one.
     """
 
-    def __init__(self, path: Path | str, *, name: str | None = None, device: str = "cpu") -> None:
+    def __init__(self, path: Path | str, *, name: str | None = None, device: str | None = None) -> None:
+        """``device`` None: CUDA when available, else CPU (the same default as mining's encoder)."""
         from sentence_transformers import SentenceTransformer
 
         self.path = Path(path)
@@ -31,7 +32,9 @@ class SentenceTransformerEmbedder:
             raise ValueError(f"SentenceTransformerEmbedder: model folder {self.path} does not exist")
         self.name: str = name or self.path.name
         self.revision: str = hash_directory(self.path)
-        self.model = SentenceTransformer(str(self.path), device=device)
+        from kalm.mining.encode import default_device
+
+        self.model = SentenceTransformer(str(self.path), device=device or default_device())
 
     @property
     def max_length(self) -> int | None:
