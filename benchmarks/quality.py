@@ -129,6 +129,19 @@ def record(name: str, markdown: str) -> None:
     RESULTS.write_text(text, encoding="utf-8")
 
 
+def _without_runs_dir(argv: list[str]) -> list[str]:
+    """The command line minus ``--runs-dir`` (where runs are stored changes no score; keeps paths out)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--runs-dir":
+            skip = True
+        elif not arg.startswith("--runs-dir="):
+            out.append(arg)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", choices=["minilm", "smollm2"], default="minilm")
@@ -192,7 +205,7 @@ def main() -> None:
     import torch
 
     context = {
-        "command": "benchmarks/quality.py " + " ".join(sys.argv[1:]),
+        "command": "benchmarks/quality.py " + " ".join(_without_runs_dir(sys.argv[1:])),
         # the eval folder relative to the repository: no machine path in a recorded table
         "config": json.loads(cfg.model_dump_json()) | {"eval_dir": os.path.relpath(cfg.eval_dir, REPO)},
         "data": data_counts(run_dir),

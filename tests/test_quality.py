@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,14 @@ def test_rendered_report_compares_each_ablation_with_its_reference() -> None:
     assert "| --no-focal | finetune-seed0 (58.00) | 57.50 | -0.50 |" in text
     assert "| --no-soup | soup (59.00) | 58.00 | -1.00 |" in text and "STS -1.00 |" in text
     assert "| **mean over tasks** | | **55.00** | **58.00** | **59.00** |" in text
+
+
+def test_recorded_command_leaves_out_the_runs_dir() -> None:
+    spec = importlib.util.spec_from_file_location("quality_cli", REPO / "benchmarks" / "quality.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    argv = ["--budget", "4000", "--runs-dir", "/home/me/runs", "--tag", "t", "--runs-dir=/tmp/r"]
+    assert cli._without_runs_dir(argv) == ["--budget", "4000", "--tag", "t"]
 
 
 @pytest.mark.slow
