@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kalm.mining.encode import EncodeConfig, TextEncoder
+from kalm.mining.encode import EncodeConfig, TextEncoder, default_device
 
 
 def _encode_shard(model_path: str, texts: list[str], config: dict, threads: int) -> np.ndarray:
@@ -50,13 +50,12 @@ def encode_sharded(
     core on small machines). Never stops Ray: other steps of the run may be using it.
     """
     import ray
-    import torch
 
     from training.launch import init_ray
 
     init_ray(ray_address)
     config = config or EncodeConfig()
-    use_gpu = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    use_gpu = (config.device or default_device()).startswith("cuda")
     options = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": cpus_per_shard}
     remote = ray.remote(_encode_shard).options(**options)
     shard_config = config.model_dump(mode="json") | {"num_shards": 1, "device": None}
