@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from kalm.markdown import table
+
 
 @dataclass(frozen=True)
 class RowScores:
@@ -59,22 +61,17 @@ def _delta(value: float) -> str:
 
 def main_table(rows: dict[str, RowScores], family_of: dict[str, str]) -> str:
     names = list(rows)
-    lines = ["| task | family | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
-    for task, family in sorted(family_of.items(), key=lambda x: (x[1], x[0])):
-        lines.append(f"| {task} | {family} | " + " | ".join(_fmt(rows[n].tasks[task]) for n in names) + " |")
-    for family in sorted(set(family_of.values())):
-        lines.append(
-            f"| *{family}* | family mean | "
-            + " | ".join(_fmt(rows[n].families[family]) for n in names)
-            + " |"
-        )
-    lines.append(
-        "| **mean over tasks** | | " + " | ".join(f"**{_fmt(rows[n].mean_tasks)}**" for n in names) + " |"
-    )
-    lines.append(
-        "| **mean over families** | | " + " | ".join(_fmt(rows[n].mean_families) for n in names) + " |"
-    )
-    return "\n".join(lines)
+    body = [
+        [task, family, *(_fmt(rows[n].tasks[task]) for n in names)]
+        for task, family in sorted(family_of.items(), key=lambda x: (x[1], x[0]))
+    ]
+    body += [
+        [f"*{family}*", "family mean", *(_fmt(rows[n].families[family]) for n in names)]
+        for family in sorted(set(family_of.values()))
+    ]
+    body.append(["**mean over tasks**", "", *(f"**{_fmt(rows[n].mean_tasks)}**" for n in names)])
+    body.append(["**mean over families**", "", *(_fmt(rows[n].mean_families) for n in names)])
+    return table(["task", "family", *names], body, "ll" + "r" * len(names))
 
 
 def verdicts(
@@ -105,20 +102,24 @@ def verdicts(
 
 def ablation_table(ablations: dict[str, tuple[RowScores, str]], rows: dict[str, RowScores]) -> str:
     """One row per ablation: its means and their change against its reference row of the full recipe."""
-    lines = [
-        "| variant | compared with | mean over tasks | Δ | mean over families | Δ | largest family change |",
-        "|---|---|---:|---:|---:|---:|---|",
-    ]
+    body = []
     for name, (row, reference) in ablations.items():
         ref = rows[reference]
         changes = {f: row.families[f] - ref.families[f] for f in row.families}
         family = max(changes, key=lambda f: abs(changes[f]))
-        lines.append(
-            f"| --{name} | {reference} ({_fmt(ref.mean_tasks)}) | {_fmt(row.mean_tasks)} | "
-            f"{_delta(row.mean_tasks - ref.mean_tasks)} | {_fmt(row.mean_families)} | "
-            f"{_delta(row.mean_families - ref.mean_families)} | {family} {_delta(changes[family])} |"
+        body.append(
+            [
+                f"--{name}",
+                f"{reference} ({_fmt(ref.mean_tasks)})",
+                _fmt(row.mean_tasks),
+                _delta(row.mean_tasks - ref.mean_tasks),
+                _fmt(row.mean_families),
+                _delta(row.mean_families - ref.mean_families),
+                f"{family} {_delta(changes[family])}",
+            ]
         )
-    return "\n".join(lines)
+    headers = ["variant", "compared with", "mean over tasks", "Δ", "mean over families", "Δ"]
+    return table([*headers, "largest family change"], body, "llrrrrl")
 
 
 def render(

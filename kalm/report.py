@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kalm.markdown import table
+
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
-    return [*lines, ""]
+    return [table(headers, ([_cell(value) for value in row] for row in rows)), ""]
 
 
 def _cell(value: Any) -> str:
@@ -133,3 +133,21 @@ def _mining_lines(mine: Mapping) -> list[str]:
     if mine.get("plot"):
         lines += [f"![mined score distributions]({mine['plot']})", ""]
     return lines
+
+
+def training_markdown(name: str, summary: Mapping) -> str:
+    """One training stage's telemetry (a ``train-<name>`` step summary) as a small Markdown page."""
+    metrics = summary.get("metrics", summary)
+    mfu = metrics.get("mfu")
+    rows = [
+        ("steps", metrics.get("steps")),
+        ("final loss", metrics.get("final_loss")),
+        ("tokens", metrics.get("tokens")),
+        ("tokens/s", metrics.get("tokens_per_s")),
+        ("MFU (estimate)", f"{mfu:.2e}" if isinstance(mfu, float) else mfu),
+        ("wall time (s)", metrics.get("wall_time_s")),
+    ]
+    return (
+        f"# Training: {name}\n\n{table(['metric', 'value'], rows, 'lr')}\n\n"
+        f"Step log: `{summary.get('steps_log')}`; loss curve: `{summary.get('loss_curve')}`\n"
+    )

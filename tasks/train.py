@@ -11,10 +11,11 @@ from pathlib import Path
 
 from kalm.hashing import hash_file, hash_value
 from kalm.profile import Profile
+from kalm.report import training_markdown
 from kalm.rundir import RunPaths, record_step
 from tasks._prefect import pipeline_task
+from training.job import TrainJob
 from training.launch import run_in_process, run_with_ray
-from training.loop import TrainJob
 from training.soup import WEIGHTS_FILE
 from training.telemetry import CURVE_FILE, STEPS_FILE
 
@@ -88,24 +89,6 @@ def train_task(
     )
     publish_training_summary(checkpoint_name(stage, seed), summary)
     return summary
-
-
-def training_markdown(name: str, summary: dict) -> str:
-    metrics = summary.get("metrics", summary)
-    mfu = metrics.get("mfu")
-    rows = [
-        ("steps", metrics.get("steps")),
-        ("final loss", metrics.get("final_loss")),
-        ("tokens", metrics.get("tokens")),
-        ("tokens/s", metrics.get("tokens_per_s")),
-        ("MFU (estimate)", f"{mfu:.2e}" if isinstance(mfu, float) else mfu),
-        ("wall time (s)", metrics.get("wall_time_s")),
-    ]
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    return (
-        f"# Training: {name}\n\n| metric | value |\n|---|---:|\n{table}\n\n"
-        f"Step log: `{summary.get('steps_log')}`; loss curve: `{summary.get('loss_curve')}`\n"
-    )
 
 
 def publish_training_summary(name: str, summary: dict) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kalm.markdown import table
+
 
 def _plain(stats: Any) -> Any:
     return stats.model_dump(mode="json") if isinstance(stats, BaseModel) else stats
@@ -64,10 +66,6 @@ def write_cluster_histogram(
     return path
 
 
-def _md_row(cells: list[Any]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-
-
 def category_table_markdown(
     dedup: Mapping[str, Any] | Any,
     decontamination: Mapping[str, Any] | Any | None = None,
@@ -86,10 +84,7 @@ def category_table_markdown(
             for cat, s in cats.items():
                 bal[cat] = bal.get(cat, 0) + int(s["rows_after"])
     cats = sorted(set(dd) | set(dc or {}) | set(bal or {}))
-    lines = [
-        _md_row(["category", "rows in", "exact dups", "near dups", "contaminated", "after balance"]),
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     totals = [0, 0, 0, 0, 0]
     for cat in cats:
         d = dd.get(cat, {})
@@ -101,11 +96,12 @@ def category_table_markdown(
             None if bal is None else bal.get(cat, 0),
         ]
         totals = [t + (v or 0) for t, v in zip(totals, vals, strict=True)]
-        lines.append(_md_row([cat, *("—" if v is None else f"{v:,}" for v in vals)]))
+        rows.append([cat, *("—" if v is None else f"{v:,}" for v in vals)])
     shown = [f"{t:,}" for t in totals[:3]]
     shown += ["—" if dc is None else f"{totals[3]:,}", "—" if bal is None else f"{totals[4]:,}"]
-    lines.append(_md_row(["**total**", *shown]))
-    return "\n".join(lines) + "\n"
+    rows.append(["**total**", *shown])
+    headers = ["category", "rows in", "exact dups", "near dups", "contaminated", "after balance"]
+    return table(headers, rows, "lrrrrr") + "\n"
 
 
 def contamination_markdown(decontamination: Mapping[str, Any] | Any, max_examples: int = 3) -> str:
@@ -115,15 +111,15 @@ def contamination_markdown(decontamination: Mapping[str, Any] | Any, max_example
         f"Rows dropped as evaluation leaks: **{dc['rows_dropped']:,}** of {dc['rows_in']:,} "
         f"({dc['eval_texts']:,} distinct evaluation texts indexed).",
         "",
-        _md_row(["evaluation task", "texts indexed", "rows dropped", "exact", "near"]),
-        "|---|---:|---:|---:|---:|",
-    ]
-    for task, s in sorted(dc["per_task"].items()):
-        lines.append(
-            _md_row(
+        table(
+            ["evaluation task", "texts indexed", "rows dropped", "exact", "near"],
+            (
                 [task, f"{s['eval_texts']:,}", f"{s['rows_dropped']:,}", f"{s['exact']:,}", f"{s['near']:,}"]
-            )
-        )
+                for task, s in sorted(dc["per_task"].items())
+            ),
+            "lrrrr",
+        ),
+    ]
     for task, s in sorted(dc["per_task"].items()):
         if s["examples"][:max_examples]:
             lines += ["", f"Examples — {task}:", ""]

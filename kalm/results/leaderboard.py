@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from kalm.markdown import table
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -120,17 +122,19 @@ def to_markdown(board: Leaderboard) -> str:
     """The leaderboard as Markdown tables (Prefect artifact, RESULTS.md)."""
     if board.empty:
         return "_no results stored yet_\n"
-    head = ["model", "tasks", "MTK", "MTY", *board.per_family.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, row in board.entries.iterrows():
-        families = [_pct(board.per_family.loc[label, f]) for f in board.per_family.columns]
-        cells = [str(label), str(row["n_tasks"]), _pct(row["MTK"]), _pct(row["MTY"]), *families]
-        lines.append("| " + " | ".join(cells) + " |")
-    tasks = list(board.per_task.columns)
-    lines += ["", "| model | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
-    for label, row in board.per_task.iterrows():
-        lines.append(f"| {label} | " + " | ".join(_pct(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    summary = table(
+        ["model", "tasks", "MTK", "MTY", *board.per_family.columns],
+        (
+            [label, row["n_tasks"], _pct(row["MTK"]), _pct(row["MTY"])]
+            + [_pct(board.per_family.loc[label, f]) for f in board.per_family.columns]
+            for label, row in board.entries.iterrows()
+        ),
+    )
+    per_task = table(
+        ["model", *board.per_task.columns],
+        ([label, *(_pct(v) for v in row)] for label, row in board.per_task.iterrows()),
+    )
+    return f"{summary}\n\n{per_task}\n"
 
 
 def write_chart(board: Leaderboard, path: Path) -> Path:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tasks.train import training_markdown
+from kalm.report import training_markdown
 from training.telemetry import CPU_PEAK_TFLOPS, ProgressBar, StepLog, peak_flops, summarize
 
 
