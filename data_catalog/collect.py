@@ -22,8 +22,9 @@ from pydantic import BaseModel, Field
 from data_catalog.catalog import HuggingFaceLoader, ResolvedCatalog, Source
 from data_catalog.loaders import LOADER_VERSION, RawRecord, SourceError, iter_records
 from data_catalog.schema import CANONICAL_SCHEMA, QUARANTINE_SCHEMA, SCHEMA_VERSION
-from data_catalog.shards import ShardInfo, ShardWriter, file_sha256
+from data_catalog.shards import ShardInfo, ShardWriter
 from data_catalog.transforms import Rejected, run_transform
+from kalm.hashing import hash_file
 
 
 class CollectError(RuntimeError):
@@ -73,7 +74,7 @@ def input_fingerprint(resolved: ResolvedCatalog, source: Source) -> str:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             digest.update(str(file.relative_to(path.parent)).encode())
-            digest.update(file_sha256(file).encode())
+            digest.update(hash_file(file).encode())
     return digest.hexdigest()
 
 

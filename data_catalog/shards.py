@@ -8,12 +8,13 @@ instruction…) are built by Arrow instead of being repeated in Python. Same row
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
+
+from kalm.hashing import hash_file
 
 
 class ShardInfo(BaseModel):
@@ -21,14 +22,6 @@ class ShardInfo(BaseModel):
     rows: int
     bytes: int
     sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ShardWriter:
@@ -86,7 +79,7 @@ class ShardWriter:
         path = self._path
         self.shards.append(
             ShardInfo(
-                file=path.name, rows=self._shard_count, bytes=path.stat().st_size, sha256=file_sha256(path)
+                file=path.name, rows=self._shard_count, bytes=path.stat().st_size, sha256=hash_file(path)
             )
         )
         self._writer, self._path, self._shard_count = None, None, 0

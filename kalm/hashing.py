@@ -8,11 +8,9 @@ from pathlib import Path
 
 
 def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    """sha256 of one file's bytes (hex). The one file-hash helper: shards, manifests, weights, inputs."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def hash_directory(path: Path, exclude: tuple[str, ...] = ()) -> str:

@@ -1,11 +1,15 @@
-"""Process-wide defaults that must be in place before Prefect, Ray or Hugging Face libraries are imported."""
+"""Process-wide defaults that must be in place before Prefect, Ray or Hugging Face libraries are imported.
+
+The one place that sets process environment defaults: the CLI, the flows, the evaluation package, tests and
+benchmarks call :func:`configure` first. Values already in the environment win (``setdefault``).
+"""
 
 from __future__ import annotations
 
 import os
 
 DEFAULTS = {
-    # No hub access at run time: everything loads from local paths.
+    # No hub access at run time: everything loads from local paths (KALM_HF_OFFLINE=false lifts it).
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -14,7 +18,6 @@ DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_TRAIN_V2_ENABLED": "1",
 }
 
 
@@ -26,11 +29,3 @@ def configure() -> None:
         if key.endswith("_OFFLINE") and not offline:
             continue
         os.environ.setdefault(key, value)
-
-
-def hf_offline_value() -> str:
-    """``"1"`` unless ``KALM_HF_OFFLINE=false``: the default for ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` in
-    modules that must set them before Hugging Face libraries are imported (they read them at import)."""
-    from kalm.settings import get_settings
-
-    return "1" if get_settings().hf_offline else "0"

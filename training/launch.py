@@ -11,7 +11,6 @@ successful run the driver deletes the run's Ray storage, so a later run of the s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,7 +19,8 @@ from typing import Any
 
 from training.config import ScalingConfig
 from training.export import EXPORT_DIR, METRICS_FILE, write_export
-from training.loop import StageMetrics, TrainJob, train_stage
+from training.job import TrainJob
+from training.loop import StageMetrics, train_stage
 from training.model import EmbeddingModel
 from training.telemetry import STEPS_FILE, ProgressBar
 
@@ -131,8 +131,6 @@ def init_ray(address: str | None = None) -> None:
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:

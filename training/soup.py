@@ -80,7 +80,9 @@ def make_soup(ingredients: Sequence[Path], output_dir: Path, weights: Sequence[f
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    # training/ imports nothing from kalm/, so not kalm.hashing.hash_file: the stdlib's streaming digest.
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def check_compatible(paths: Sequence[Path]) -> None:

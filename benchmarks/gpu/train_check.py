@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -18,8 +17,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from kalm import runtime  # noqa: E402
+
+runtime.configure()
 
 from data_catalog.catalog import load_catalog  # noqa: E402
 from data_catalog.collect import collect_catalog  # noqa: E402
@@ -31,8 +31,8 @@ from training.config import (  # noqa: E402
     StageConfig,
     TinyBackbone,
 )
+from training.job import TrainJob  # noqa: E402
 from training.launch import init_ray, run_with_ray  # noqa: E402
-from training.loop import TrainJob  # noqa: E402
 
 # BPE trained on the demo data (8,192 tokens); the embedding is padded to Qwen2's 151,936 rows.
 QWEN2_05B = QWEN2_0_5B_SHAPE.model_copy(update={"vocab_size": 8192, "pad_vocab_to": 151_936})

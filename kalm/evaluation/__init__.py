@@ -11,60 +11,59 @@ Public API:
 * `CorpusEmbeddingCache` / `RaySharding`: document embeddings cached on disk, big corpora encoded over Ray;
 * `evaluate_tasks` / `evaluate_embedder` / `summarize_scores`: run mteb and summarise (MTK / MTY).
 
+The names load lazily (PEP 562 ``__getattr__``): importing the package, or a light module of it such as
+`kalm.evaluation.task_spec` (which decontamination reads tasks with), does not import mteb or torch.
+
 Importing the package puts Hugging Face in offline mode unless the caller already chose or
 ``KALM_HF_OFFLINE=false``: local tasks never need a hub, and official tasks then load from the local cache or
 fail with `TaskDataUnavailable` at once.
 """
 
-import os
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from kalm import runtime
 
-os.environ.setdefault("HF_HUB_OFFLINE", runtime.hf_offline_value())
-os.environ.setdefault("HF_DATASETS_OFFLINE", runtime.hf_offline_value())
+runtime.configure()
 
-from kalm.evaluation.corpus_cache import CorpusEmbeddingCache, default_corpus_cache_dir, open_corpus_cache
-from kalm.evaluation.embedders import SentenceTransformerEmbedder
-from kalm.evaluation.encoder import KalmMtebEncoder, format_query
-from kalm.evaluation.local_tasks import is_local_task, load_local_tasks
-from kalm.evaluation.official import (
-    TaskDataUnavailable,
-    TaskSelectionError,
-    load_official_data,
-    official_revision,
-    resolve_official_tasks,
-)
-from kalm.evaluation.protocol import TaskScore, TextEmbedder
-from kalm.evaluation.run import evaluate_embedder, evaluate_tasks, summarize_scores
-from kalm.evaluation.selection import TaskSelection, select_tasks
-from kalm.evaluation.sharding import RaySharding, encode_on_ray
-from kalm.evaluation.task_spec import TASK_TYPES, TaskSpecError
-from kalm.hashing import hash_directory
+_EXPORTS = {
+    "CorpusEmbeddingCache": "kalm.evaluation.corpus_cache",
+    "KalmMtebEncoder": "kalm.evaluation.encoder",
+    "RaySharding": "kalm.evaluation.sharding",
+    "SentenceTransformerEmbedder": "kalm.evaluation.embedders",
+    "TASK_TYPES": "kalm.evaluation.task_spec",
+    "TaskDataUnavailable": "kalm.evaluation.official",
+    "TaskScore": "kalm.evaluation.protocol",
+    "TaskSelection": "kalm.evaluation.selection",
+    "TaskSelectionError": "kalm.evaluation.official",
+    "TaskSpecError": "kalm.evaluation.task_spec",
+    "TextEmbedder": "kalm.evaluation.protocol",
+    "default_corpus_cache_dir": "kalm.evaluation.corpus_cache",
+    "encode_on_ray": "kalm.evaluation.sharding",
+    "evaluate_embedder": "kalm.evaluation.run",
+    "evaluate_tasks": "kalm.evaluation.run",
+    "format_query": "kalm.evaluation.encoder",
+    "is_local_task": "kalm.evaluation.local_tasks",
+    "load_local_tasks": "kalm.evaluation.local_tasks",
+    "load_official_data": "kalm.evaluation.official",
+    "official_revision": "kalm.evaluation.official",
+    "open_corpus_cache": "kalm.evaluation.corpus_cache",
+    "resolve_official_tasks": "kalm.evaluation.official",
+    "select_tasks": "kalm.evaluation.selection",
+    "summarize_scores": "kalm.evaluation.run",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "TASK_TYPES",
-    "CorpusEmbeddingCache",
-    "KalmMtebEncoder",
-    "RaySharding",
-    "SentenceTransformerEmbedder",
-    "TaskDataUnavailable",
-    "TaskScore",
-    "TaskSelection",
-    "TaskSelectionError",
-    "TaskSpecError",
-    "TextEmbedder",
-    "default_corpus_cache_dir",
-    "encode_on_ray",
-    "evaluate_embedder",
-    "evaluate_tasks",
-    "format_query",
-    "hash_directory",
-    "is_local_task",
-    "load_local_tasks",
-    "load_official_data",
-    "official_revision",
-    "open_corpus_cache",
-    "resolve_official_tasks",
-    "select_tasks",
-    "summarize_scores",
-]
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

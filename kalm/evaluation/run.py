@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,9 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kalm import runtime
 
-# offline by default (KALM_HF_OFFLINE), before mteb imports the Hugging Face libraries
-os.environ.setdefault("HF_HUB_OFFLINE", runtime.hf_offline_value())
-os.environ.setdefault("HF_DATASETS_OFFLINE", runtime.hf_offline_value())
+runtime.configure()  # offline by default (KALM_HF_OFFLINE), before mteb imports the Hugging Face libraries
 
 import mteb
 from mteb.results import TaskResult

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kalm.evaluation import TaskScore, hash_directory, load_local_tasks, summarize_scores
+from kalm.evaluation import TaskScore, load_local_tasks, summarize_scores
 from kalm.evaluation.task_spec import TaskSpecError
+from kalm.hashing import hash_directory
 
 
 def _copy(small_tasks_dir: Path, name: str, tmp_path: Path) -> Path:
