@@ -23,7 +23,7 @@ from training.sampler import SemiHomogeneousSampler
 from training.tokenizer import train_bpe_tokenizer
 
 if TYPE_CHECKING:
-    from training.loop import TrainJob
+    from training.job import TrainJob
 
 
 def build_model(job: TrainJob, examples: list[Example]) -> EmbeddingModel:

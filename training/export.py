@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from training.telemetry import CURVE_FILE, STEPS_FILE, plot_loss_curve
 
 if TYPE_CHECKING:
-    from training.loop import StageMetrics, TrainJob
+    from training.job import TrainJob
+    from training.loop import StageMetrics
     from training.model import EmbeddingModel
 
 METRICS_FILE = "train_metrics.json"

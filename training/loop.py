@@ -26,14 +26,12 @@ from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel
 from torch import nn
 
 from training.backends import build_engine
 from training.checkpointing import (
     TrainState,
     check_resumable,
-    config_hash,
     read_train_state,
     restore_rng,
     write_rank_files,
@@ -48,8 +46,8 @@ from training.components import (
     linear_schedule,
     step_seed,
 )
-from training.config import ModelConfig, ScalingConfig, StageConfig
 from training.data import Example, choose_negatives, load_examples
+from training.job import DebugHooks, TrainJob
 from training.losses import HardNegativeMixer, encode_labels
 from training.model import EmbeddingModel
 from training.sampler import SemiHomogeneousSampler
@@ -69,30 +67,6 @@ __all__ = [
     "step_seed",
     "train_stage",
 ]
-
-
-class DebugHooks(BaseModel):
-    """Test-only fault injection: stop cleanly after a step, or kill one rank's process once."""
-
-    stop_after_steps: int | None = None
-    fail_rank: int | None = None
-    fail_at_step: int | None = None
-    fail_marker: str | None = None  # created before the kill; while it exists the kill does not repeat
-    fail_delay_s: float = 5.0
-
-
-class TrainJob(BaseModel):
-    stage: StageConfig
-    model: ModelConfig
-    data_dir: str
-    init_from: str | None = None
-    scaling: ScalingConfig = ScalingConfig()
-    log_dir: str | None = None  # rank 0 appends the per-step JSONL here while training
-    debug: DebugHooks = DebugHooks()
-
-    def config_hash(self) -> str:
-        """What determines the weights: a checkpoint is resumable only by a job with the same hash."""
-        return config_hash(self.model_dump(mode="json", include={"stage", "model", "data_dir", "init_from"}))
 
 
 class Checkpointer(Protocol):

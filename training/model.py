@@ -1,13 +1,11 @@
 """The embedding model: a (bidirectional) backbone, pooling and L2 normalisation, saved for sentence-transformers.
 
-Checkpoints are sentence-transformers folders (``modules.json``, ``1_Pooling``, ``2_Normalize``, the backbone's
-``config.json`` with ``is_causal: false``, tokenizer files, prompts), so ``SentenceTransformer(path)`` loads
-them offline and encodes exactly as training did.
+Checkpoints are sentence-transformers folders (:mod:`training.st_folder`; the backbone's ``config.json`` has
+``is_causal: false``), so ``SentenceTransformer(path)`` loads them offline and encodes exactly as training did.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,8 +18,7 @@ from training.backbone import BIDIRECTIONAL_DECODERS, UnsupportedArchitecture, l
 from training.config import ModelConfig
 from training.packing import FLEX_BLOCK, embed_in_rows, unpad
 from training.pooling import pool
-
-ST_POOLING_MODES = {"mean": "mean", "last": "lasttoken", "cls": "cls"}
+from training.st_folder import MODEL_CONFIG_FILE, write_st_files
 
 
 class EmbeddingModel(nn.Module):
@@ -88,41 +85,19 @@ class EmbeddingModel(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        dim = self.backbone.config.hidden_size
-        modules = [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-        ]
-        _write_json(path / "modules.json", modules)
-        _write_json(
-            path / "sentence_bert_config.json",
-            {"max_seq_length": self.config.max_length, "do_lower_case": False},
+        write_st_files(
+            path,
+            self.backbone.config.hidden_size,
+            self.config.pooling,
+            self.config.max_length,
+            self.config.model_dump(mode="json"),
+            prompts or {},
         )
-        mode = ST_POOLING_MODES[self.config.pooling]
-        _write_json(
-            path / "1_Pooling" / "config.json",
-            {"word_embedding_dimension": dim, "pooling_mode": mode, "include_prompt": True},
-        )
-        (path / "2_Normalize").mkdir(exist_ok=True)
-        _write_json(
-            path / "config_sentence_transformers.json",
-            {
-                "prompts": prompts or {},
-                "default_prompt_name": None,
-                "similarity_fn_name": "cosine",
-            },
-        )
-        _write_json(path / "kalm_model.json", self.config.model_dump(mode="json"))
 
     @classmethod
     def load(cls, path: Path, config: ModelConfig | None = None) -> EmbeddingModel:
         if config is None:
-            config = ModelConfig.model_validate_json((path / "kalm_model.json").read_text())
+            config = ModelConfig.model_validate_json((path / MODEL_CONFIG_FILE).read_text())
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(load_backbone(str(path), config), tokenizer, config)
 
-
-def _write_json(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

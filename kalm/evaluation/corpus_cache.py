@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kalm.mining.encode import EmbeddingCache, texts_hash
+from kalm.mining.cache import EmbeddingCache
+from kalm.mining.encode import texts_hash
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata

@@ -24,7 +24,8 @@ import numpy as np
 
 from data_catalog.schema import row_query
 from kalm.hashing import hash_value
-from kalm.mining.encode import EmbeddingCache, TextEncoder, encode_cached
+from kalm.mining.cache import EmbeddingCache, encode_cached
+from kalm.mining.encode import TextEncoder
 from kalm.mining.io import MINED_SCHEMA, load_corpus, write_json
 from kalm.mining.merge import GROUP, merge_runs, write_run
 from kalm.mining.search import blocked_topk, faiss_topk

@@ -250,12 +250,6 @@ class ResultsStore:
         }
         return [(m, ref.name) for m in models for ref in tasks if (m, ref.name) not in current]
 
-    def leaderboard(self, **kwargs: Any) -> Any:
-        """The leaderboard of everything stored; see `kalm.results.leaderboard.build_leaderboard`."""
-        from kalm.results.leaderboard import build_leaderboard
-
-        return build_leaderboard(self, **kwargs)
-
 
 def default_store_path() -> Path:
     """``<state dir>/results.duckdb``; the state dir follows ``KALM_STATE_DIR``."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kalm.mining.encode import EmbeddingCache, EncodeConfig, TextEncoder, encode_cached, read_pooling
+from kalm.mining.cache import EmbeddingCache, encode_cached
+from kalm.mining.encode import EncodeConfig, TextEncoder
 from tests.mining.conftest import doc
+from training.st_folder import read_pooling
 
 TEXTS = [doc(i) * (1 + i % 4) for i in range(25)] + ["x"]
 
@@ -64,7 +66,7 @@ def test_read_pooling_of_checkpoints(tiny_checkpoint):
 
 
 def test_num_shards_routes_through_ray_sharding(tiny_checkpoint, monkeypatch):
-    import kalm.mining.sharded as sharded
+    import kalm.mining.cache as cache_module
 
     seen = {}
 
@@ -72,7 +74,7 @@ def test_num_shards_routes_through_ray_sharding(tiny_checkpoint, monkeypatch):
         seen.update(n=len(texts), shards=num_shards)
         return np.zeros((len(texts), 4), dtype=np.float32)
 
-    monkeypatch.setattr(sharded, "encode_sharded", fake)
+    monkeypatch.setattr(cache_module, "encode_sharded", fake)
     vectors, hit = encode_cached(TEXTS, TextEncoder(tiny_checkpoint, EncodeConfig(num_shards=3)))
     assert not hit and vectors.shape == (len(TEXTS), 4) and seen == {"n": len(TEXTS), "shards": 3}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kalm.evaluation import TaskScore
-from kalm.results import ResultsStore, TaskRef, default_store_path, open_store
+from kalm.results import ResultsStore, TaskRef, build_leaderboard, default_store_path, open_store
 
 STS = TaskScore(
     task="STSB",
@@ -69,7 +69,7 @@ def test_absent_store_reads_empty(tmp_path: Path) -> None:
     assert s.models() == []
     assert s.lookup("m", REFS, mteb_version="9.9", use_instructions=True) == {}
     assert s.missing_pairs(["m"], REFS, mteb_version="9.9") == [("m", "STSB"), ("m", "Sci")]
-    assert s.leaderboard().empty
+    assert build_leaderboard(s).empty
     assert not (tmp_path / "none.duckdb").exists()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.training.conftest import TINY
 from training.config import ModelConfig, ScalingConfig, StageConfig
-from training.loop import DebugHooks, TrainJob
+from training.job import DebugHooks, TrainJob
 
 RECIPE = {
     "hard_negatives": 2,

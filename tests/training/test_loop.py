@@ -14,7 +14,8 @@ from data_catalog.demo_data import write_demo_sources
 from tests.training.conftest import TINY
 from training.config import ModelConfig, StageConfig
 from training.data import load_examples
-from training.loop import TrainJob, build_loss, build_model, build_sampler, linear_schedule, train_stage
+from training.job import TrainJob
+from training.loop import build_loss, build_model, build_sampler, linear_schedule, train_stage
 from training.losses import HardNegativeMixer, InfoNCELoss, MatryoshkaLoss
 
 REPO = Path(__file__).resolve().parents[2]
