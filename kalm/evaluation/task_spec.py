@@ -208,6 +208,30 @@ def read_qrels(spec: LocalTaskSpec, relative: str) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def eval_texts(spec: LocalTaskSpec, include_corpus: bool = False) -> list[str]:
+    """Every text a model is scored on in this task, in file order (what decontamination must keep out of
+    training): STS / PairClassification ``sentence1`` and ``sentence2``; Classification / Clustering ``text``
+    of the evaluation split (a Classification task's ``train.jsonl`` trains the evaluation classifier and is
+    not included); Reranking ``query``, positives and negatives; Retrieval queries, and with
+    ``include_corpus`` the corpus titles and texts (one collection shared by every split, so off by default)."""
+    split_file = f"{spec.split}.jsonl"
+    texts: list[str] = []
+    if spec.type in ("STS", "PairClassification"):
+        for r in read_jsonl(spec, split_file, ("sentence1", "sentence2")):
+            texts += [r["sentence1"], r["sentence2"]]
+    elif spec.type in ("Classification", "Clustering"):
+        texts = [r["text"] for r in read_jsonl(spec, split_file, ("text",))]
+    elif spec.type == "Reranking":
+        for r in read_jsonl(spec, split_file, ("query", "positive", "negative")):
+            texts += [r["query"], *r["positive"], *r["negative"]]
+    else:  # Retrieval (read_task_spec admits only TASK_TYPES)
+        texts = [r["text"] for r in read_jsonl(spec, "queries.jsonl", ("text",))]
+        if include_corpus:
+            for r in read_jsonl(spec, "corpus.jsonl", ("text",)):
+                texts += [t for t in (r.get("title") or "", r["text"]) if t]
+    return texts
+
+
 def select_task_specs(tasks_dir: Path, names: Sequence[str] | None = None) -> list[LocalTaskSpec]:
     """Every sub-directory of ``tasks_dir`` with a task.json, sorted by task name, or ``names`` in the order
     given. Duplicate task names and unknown requested names are errors (never silently fewer tasks)."""

@@ -22,8 +22,14 @@ LONG = " ".join(f"w{i}" for i in range(40))
 
 
 def _write_task(root: Path, name: str, kind: str, files: dict[str, list[dict]]) -> None:
+    """A complete task folder of the eval layout (decontamination reads it through the evaluation's parser)."""
     (root / name).mkdir(parents=True)
-    (root / name / "task.json").write_text(json.dumps({"name": name, "type": kind, "split": "test"}))
+    meta = {"name": name, "type": kind, "split": "test", "languages": ["eng"], "main_score": "m"}
+    meta |= {"instruction": "x"} | ({"min_score": 0, "max_score": 5} if kind == "STS" else {})
+    (root / name / "task.json").write_text(json.dumps(meta))
+    if kind == "Retrieval":
+        (root / name / "qrels").mkdir()
+        (root / name / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\td\t1\n")
     for fname, rows in files.items():
         (root / name / fname).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
