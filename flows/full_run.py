@@ -1,16 +1,16 @@
-"""The ``full-run`` flow: build data (collect, dedup, decontaminate, balance) → pre-train → fine-tune (one run per soup seed) → soup → evaluate → report."""
+"""The ``full-run`` flow: build data (collect, dedup, decontaminate, balance) → pre-train → mine → fine-tune
+(one run per soup seed) → soup → evaluate → report."""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect import flow
 
-from flows._common import in_run, resolve
+from flows._common import open_run
 from flows.build_data import build_data_steps
 from flows.evaluate import evaluate_steps
+from flows.report import report_steps
 from flows.soup import soup_steps
 from flows.train import train_steps
-from tasks.report import report_task
 
 
 @flow(name="full-run")
@@ -32,18 +32,12 @@ def full_run(
         base_model: local path of a pretrained backbone instead of the profile's tiny model.
         ray_address: Ray cluster to train on (`auto`, `ray://host:port`); empty = a local Ray.
     """
-    resolved, run = resolve(profile, run_id, runs_dir, catalog, base_model, ray_address)
+    resolved, run = open_run(profile, run_id, runs_dir, catalog, base_model, ray_address)
     data = build_data_steps(resolved, run)
     trains, mined = train_steps(resolved, run, data["balance"]["fingerprint"])
     if mined is not None:
         data = {**data, "mine": mined}
     soup = soup_steps(run, trains)
     evaluation = evaluate_steps(resolved, run, trains, soup)
-    markdown = in_run(report_task, run)(str(run.root), data, trains, evaluation)
-    create_markdown_artifact(
-        markdown=markdown,
-        key=f"report-{run.root.name}".lower().replace("_", "-"),
-        description=f"kalm-pipeline report for run {run.root.name}",
-    )
-    get_run_logger().info("report: %s", run.report)
+    report_steps(run, data, trains, evaluation)
     return {"run_dir": str(run.root), "report": str(run.report), "evaluation": evaluation}

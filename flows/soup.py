@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows._common import in_run, recorded_trains, resolve
-from kalm.rundir import RunPaths
+from flows._common import in_run, open_run
+from kalm.run.paths import RunPaths
+from kalm.run.steps import recorded_trains
 from tasks.soup import soup_task
 
 
 def soup_steps(run: RunPaths, trains: dict[str, dict]) -> dict:
     finetunes = [t for name, t in sorted(trains.items()) if name.startswith("finetune")]
+    if not finetunes:
+        raise FileNotFoundError(f"run {run.root.name!r} has no fine-tuned checkpoints to average")
     return in_run(soup_task, run)(
         str(run.root), [t["checkpoint"] for t in finetunes], [t["fingerprint"] for t in finetunes]
     )
@@ -25,5 +28,5 @@ def soup(profile: str = "demo", run_id: str = "demo", runs_dir: str | None = Non
         run_id: name of the run directory under the runs folder; re-using it resumes and reuses cached steps.
         runs_dir: parent folder of run directories (default: `runs/` in the project, or KALM_RUNS_DIR).
     """
-    _, run = resolve(profile, run_id, runs_dir)
+    _, run = open_run(profile, run_id, runs_dir)
     return soup_steps(run, recorded_trains(run))

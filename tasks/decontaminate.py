@@ -6,15 +6,15 @@ from pathlib import Path
 
 from kalm.dedup import decontaminate_dataset
 from kalm.hashing import hash_directory, hash_value
-from kalm.profile import Profile
-from kalm.rundir import RunPaths, record_step
+from kalm.run.paths import RunPaths
+from kalm.run.profile import Profile
+from kalm.run.steps import record_step
 from tasks._prefect import pipeline_task
-from tasks.evaluate import tasks_dir_for
 
 
 def decontaminate_step(profile: Profile, run: RunPaths) -> dict:
     config = profile.decontaminate
-    tasks_dir = config.tasks_dir or tasks_dir_for(profile, run)
+    tasks_dir = profile.decontamination_tasks_dir(run)
     stats = decontaminate_dataset(run.dedup, run.decontaminated, tasks_dir, config)
     summary = {
         "output": str(run.decontaminated),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from kalm.dedup import DedupConfig, dedup_dataset
 from kalm.hashing import hash_directory, hash_value
-from kalm.rundir import RunPaths, record_step
+from kalm.run.paths import RunPaths
+from kalm.run.steps import record_step
 from tasks._prefect import pipeline_task
 
 

@@ -14,29 +14,22 @@ from pathlib import Path
 from kalm.hashing import hash_directory, hash_value
 from kalm.mining import MiningConfig, mine_dataset
 from kalm.mining.pipeline import PLOT_FILE
-from kalm.rundir import RunPaths, record_step
+from kalm.run.paths import RunPaths
+from kalm.run.steps import record_step
 from tasks._prefect import pipeline_task
-
-
-def mined_dir(run: RunPaths) -> Path:
-    return run.data / "mined"
-
-
-def embedding_cache_dir(run: RunPaths) -> Path:
-    return run.root / "cache" / "embeddings"
 
 
 def mine_step(
     config: MiningConfig, run: RunPaths, model_path: Path, model_fingerprint: str | None = None
 ) -> dict:
-    out = mined_dir(run)
+    out = run.mined
     started = time.perf_counter()
     stats = mine_dataset(
         run.balanced,
         out,
         Path(model_path),
         config,
-        cache_dir=embedding_cache_dir(run),
+        cache_dir=run.embedding_cache,
         model_fingerprint=None,  # the folder hash, not the caller's weights-file hash, keys the cache
     )
     summary = {

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from kalm.report import render_report
-from kalm.rundir import RunPaths
+from kalm.run.paths import RunPaths
 from tasks._prefect import pipeline_task
 
 
 def report_step(run: RunPaths, data: dict, trains: dict, evaluation: dict) -> str:
-    markdown = render_report(run.root.name, data, trains, evaluation, figures_dir=run.root / "figures")
+    markdown = render_report(run.root.name, data, trains, evaluation, figures_dir=run.figures)
     run.report.write_text(markdown + "\n", encoding="utf-8")
     return markdown
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kalm.hashing import hash_file
-from kalm.rundir import RunPaths, record_step
+from kalm.run.paths import RunPaths
+from kalm.run.steps import record_step
 from tasks._prefect import pipeline_task
 from training.soup import WEIGHTS_FILE, make_soup
 

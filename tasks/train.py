@@ -10,18 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from kalm.hashing import hash_file, hash_value
-from kalm.profile import Profile
 from kalm.report import training_markdown
-from kalm.rundir import RunPaths, record_step
+from kalm.run.paths import RunPaths, checkpoint_name
+from kalm.run.profile import Profile
+from kalm.run.steps import record_step
 from tasks._prefect import pipeline_task
 from training.job import TrainJob
 from training.launch import run_in_process, run_with_ray
 from training.soup import WEIGHTS_FILE
 from training.telemetry import CURVE_FILE, STEPS_FILE
-
-
-def checkpoint_name(stage: str, seed: int | None = None) -> str:
-    return stage if seed is None else f"{stage}-seed{seed}"
 
 
 def train_step(
@@ -45,7 +42,7 @@ def train_step(
     )
     output = run.checkpoint(name)
     if profile.launcher == "local":
-        metrics = run_in_process(job, output, state_dir=run.root / "train-state" / name)
+        metrics = run_in_process(job, output, state_dir=run.train_state(name))
     else:
         metrics = run_with_ray(job, output, profile.train.scaling, run.ray_storage, profile.ray_address, name)
     return record_step(

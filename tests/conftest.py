@@ -16,6 +16,12 @@ from kalm import runtime
 
 runtime.configure()
 
+# Prefect's console log handler binds the stream it writes to when logging is first set up: set it up now, not
+# inside the first CliRunner invocation that imports a flow (that stream is closed once the command returns).
+from prefect.logging.configuration import setup_logging  # noqa: E402
+
+setup_logging()
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -46,6 +47,7 @@ def test_unknown_catalog_field_is_one_line(tmp_path):
     assert "source 'pairs'" in result.output and "colour" in result.output
 
 
+@pytest.mark.usefixtures("prefect_harness")  # the command runs a flow
 def test_missing_input_file_is_one_line(tmp_path):
     result = invoke(tmp_path, write_profile(tmp_path, SOURCE))
     assert result.exit_code == 1
@@ -57,6 +59,7 @@ def test_unknown_profile(tmp_path):
     assert result.exit_code == 1 and "profile 'nope' not found" in result.output
 
 
+@pytest.mark.usefixtures("prefect_harness")  # the command runs a flow
 def test_collect_command_writes_parquet(tmp_path):
     (tmp_path / "pairs.jsonl").write_text('{"q": "a question", "p": "an answer"}\n')
     result = invoke(tmp_path, write_profile(tmp_path, SOURCE))

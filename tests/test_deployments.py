@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kalm import serve
+from kalm.cli import control
 from kalm.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow
@@ -23,6 +23,7 @@ DEPLOYMENTS = [
     "train/demo",
     "soup/demo",
     "evaluate/demo",
+    "report/demo",
     "full-run/demo",
     "reevaluate/nightly",
 ]
@@ -38,19 +39,19 @@ def free_port() -> int:
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("server")
     settings = Settings(state_dir=root / "state", runs_dir=root / "runs", server_port=free_port())
-    serve.start_server(settings)
+    control.start_server(settings)
     try:
-        serve.deploy(settings)
+        control.deploy(settings)
         yield settings
     finally:
-        serve.stop(settings)
+        control.stop(settings)
 
 
 def prefect(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "prefect", *args],
         cwd=PROJECT_ROOT,
-        env=serve.server_env(settings),
+        env=control.server_env(settings),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -67,7 +68,7 @@ def test_deployments_are_registered(server):
 def test_build_data_runs_through_a_worker(server):
     started = prefect(server, "deployment", "run", "build-data/demo", "--param", "run_id=served").stdout
     flow_run_id = next(line.split()[-1] for line in started.splitlines() if "UUID" in line)
-    serve.start_worker(server, run_once=True)
+    control.start_worker(server, run_once=True)
     state = wait_for_final_state(server, flow_run_id)
     assert state == "Completed", (server.state_dir / "worker.log").read_text()[-3000:]
     balanced = server.runs_dir / "served" / "data" / "balanced"
@@ -76,7 +77,7 @@ def test_build_data_runs_through_a_worker(server):
 
 
 def wait_for_final_state(settings: Settings, flow_run_id: str, timeout_s: float = 240) -> str:
-    url = f"{serve.api_url(settings)}/flow_runs/{flow_run_id}"
+    url = f"{control.api_url(settings)}/flow_runs/{flow_run_id}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -106,7 +107,7 @@ CHROMIUM_FLAGS = [
     shutil.which("chromium") is None, reason="Debian chromium is not installed (make test installs it)"
 )
 def test_ui_lists_the_deployments(server, tmp_path):
-    url = serve.api_url(server).removesuffix("/api") + "/deployments"
+    url = control.api_url(server).removesuffix("/api") + "/deployments"
     profile = ["--user-data-dir=" + str(tmp_path / "profile"), "--virtual-time-budget=15000"]
     dom = subprocess.run(
         ["chromium", *CHROMIUM_FLAGS, *profile, "--dump-dom", url],

@@ -66,7 +66,7 @@ def test_full_run_outputs(uninterrupted):
 
 
 def test_lineage_traces_the_soup_to_its_inputs(uninterrupted):
-    from kalm.lineage import chain, read_lineage, step_of
+    from kalm.run.lineage import chain, read_lineage, step_of
 
     run_dir, _ = uninterrupted
     records = read_lineage(run_dir)

@@ -85,6 +85,14 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def soup_ingredients(path: Path) -> list[Path] | None:
+    """The ingredient folders a soup records in its ``soup.json`` (None: ``path`` is not a soup)."""
+    record_file = Path(path) / "soup.json"
+    if not record_file.is_file():
+        return None
+    return [Path(i["path"]) for i in json.loads(record_file.read_text())["ingredients"]]
+
+
 def check_compatible(paths: Sequence[Path]) -> None:
     """Fail early, naming the first differing parameter, if the checkpoints cannot be averaged.
 

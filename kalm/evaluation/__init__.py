@@ -36,6 +36,7 @@ _EXPORTS = {
     "TASK_TYPES": "kalm.evaluation.task_spec",
     "TaskDataUnavailable": "kalm.evaluation.official",
     "TaskScore": "kalm.evaluation.protocol",
+    "TaskRequest": "kalm.evaluation.selection",
     "TaskSelection": "kalm.evaluation.selection",
     "TaskSelectionError": "kalm.evaluation.official",
     "TaskSpecError": "kalm.evaluation.task_spec",

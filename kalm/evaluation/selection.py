@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from kalm.evaluation.official import TaskSelectionError, resolve_official_tasks
 from kalm.evaluation.task_spec import select_task_specs
 
@@ -70,3 +72,17 @@ def select_tasks(
     if local_names == []:
         local_dir, local_names = None, None
     return TaskSelection(local_dir, local_names, official)
+
+
+class TaskRequest(BaseModel):
+    """What to evaluate on, as names (JSON-able, so it can be a flow or task parameter): resolved into a
+    `TaskSelection` by :meth:`resolve` where it is used, with :func:`select_tasks`' rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks_dir: str | None = Field(None, description="local tasks folder (eval layout); None: no local tasks")
+    names: list[str] | None = Field(None, description="task names, local first; None: every local task")
+    benchmarks: list[str] = Field(default_factory=list, description="official mteb benchmarks by name")
+
+    def resolve(self) -> TaskSelection:
+        return select_tasks(self.tasks_dir, self.names, self.benchmarks)

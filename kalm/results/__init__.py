@@ -4,13 +4,14 @@ Public API:
 
 * `ResultsStore` / `open_store` / `default_store_path`: the store (``<state dir>/results.duckdb``);
 * `TaskRef` / `local_task_refs` / `official_task_refs` / `current_mteb_version`: the cache key parts of a task;
-* `evaluate_with_store`: evaluate a model folder, reusing current stored results;
+* `evaluate_with_store` / `evaluate_model`: evaluate a model folder, reusing current stored results (the
+  latter as a step's JSON summary); `soup_parents`: a soup's ingredient hashes for the registry;
 * `build_leaderboard` / `compute_leaderboard` / `rich_tables` / `to_markdown` / `write_chart`;
 * `plan_reevaluation` / `reevaluate_all`: the scheduled re-scoring of every registered model;
 * `dev_scorer` / `stored_dev_scores`: store-backed dev scores for greedy soups.
 """
 
-from kalm.results.cached import StoredEvaluation, evaluate_with_store
+from kalm.results.cached import StoredEvaluation, evaluate_model, evaluate_with_store, soup_parents
 from kalm.results.dev_score import dev_scorer, stored_dev_scores
 from kalm.results.leaderboard import (
     Leaderboard,
@@ -37,6 +38,7 @@ __all__ = [
     "current_mteb_version",
     "default_store_path",
     "dev_scorer",
+    "evaluate_model",
     "evaluate_with_store",
     "local_task_refs",
     "official_task_refs",
@@ -44,6 +46,7 @@ __all__ = [
     "plan_reevaluation",
     "reevaluate_all",
     "rich_tables",
+    "soup_parents",
     "stored_dev_scores",
     "to_markdown",
     "write_chart",

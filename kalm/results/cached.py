@@ -34,6 +34,7 @@ from kalm.evaluation import (
 from kalm.hashing import hash_directory
 from kalm.results.store import ResultsStore, open_store
 from kalm.results.task_refs import current_mteb_version, local_task_refs, official_task_refs
+from training.soup import soup_ingredients
 
 if TYPE_CHECKING:
     from mteb.abstasks.abstask import AbsTask
@@ -144,6 +145,57 @@ def evaluate_with_store(
     scores = {ref.name: fresh[ref.name] if ref.name in fresh else cached[ref.name].score for ref in refs}
     _write_outputs(output_dir, model_path, model_hash, use_instructions, scores, cached, to_run)
     return StoredEvaluation(model_hash, scores, cached=[n for n in scores if n in cached], evaluated=to_run)
+
+
+def evaluate_model(
+    model_path: Path,
+    tasks_dir: Path | None,
+    output_dir: Path,
+    task_names: Sequence[str] | None = None,
+    batch_size: int = 32,
+    name: str | None = None,
+    use_instructions: bool = True,
+    *,
+    store: ResultsStore | Path | str | None = None,
+    stage: str | None = None,
+    run_id: str | None = None,
+    parents: Sequence[str] | None = None,
+    official_tasks: Sequence[AbsTask] = (),
+    embedding_cache: bool = True,
+    sharding: RaySharding | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_with_store` of a sentence-transformers folder, as the JSON-able summary a step records:
+    model, model_hash, scores (per task), summary (MTK / MTY), and which tasks were cached or evaluated."""
+    result = evaluate_with_store(
+        model_path,
+        tasks_dir,
+        output_dir,
+        store=store,
+        task_names=task_names,
+        batch_size=batch_size,
+        name=name,
+        use_instructions=use_instructions,
+        stage=stage,
+        run_id=run_id,
+        parents=parents,
+        official_tasks=official_tasks,
+        embedding_cache=embedding_cache,
+        sharding=sharding,
+    )
+    return {
+        "model": str(model_path),
+        "model_hash": result.model_hash,
+        "scores": {k: v.model_dump(mode="json") for k, v in result.scores.items()},
+        "summary": result.summary(),
+        "cached": result.cached,
+        "evaluated": result.evaluated,
+    }
+
+
+def soup_parents(model_path: Path) -> list[str] | None:
+    """Content hashes of a soup's ingredients, for the model registry's lineage (None: not a soup)."""
+    ingredients = soup_ingredients(Path(model_path))
+    return None if ingredients is None else [hash_directory(p) for p in ingredients if p.is_dir()]
 
 
 def _write_outputs(

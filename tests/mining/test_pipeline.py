@@ -102,17 +102,16 @@ def test_configured_corpus_joins_the_pool(balanced, tiny_checkpoint, tmp_path, c
 
 
 def test_mine_step_records_the_step(balanced, tiny_checkpoint, tmp_path):
-    from kalm.rundir import RunPaths, read_steps
-    from tasks.mine import mine_step, mined_dir
+    from kalm.run.paths import RunPaths
+    from kalm.run.steps import read_steps
+    from tasks.mine import mine_step
 
     run = RunPaths(tmp_path / "run")
     write_to = run.balanced
     write_to.parent.mkdir(parents=True)
     balanced.rename(write_to)
     summary = mine_step(CFG, run, tiny_checkpoint, "weights-hash")
-    assert summary["output"] == str(mined_dir(run)) and summary["fingerprint"] == hash_directory(
-        mined_dir(run)
-    )
+    assert summary["output"] == str(run.mined) and summary["fingerprint"] == hash_directory(run.mined)
     assert read_steps(run)["mine"]["stats"]["rows_mined"] == 13
     assert list((run.root / "cache" / "embeddings").glob("*.npy"))
 

@@ -73,7 +73,7 @@ class CountingEmbedder:
     encoded: ClassVar[int] = 0
 
     def __init__(self, path: Path, *, name: str | None = None) -> None:
-        from kalm.evaluation import SentenceTransformerEmbedder
+        from kalm.evaluation.embedders import SentenceTransformerEmbedder  # the real one, even when patched
 
         type(self).constructed += 1
         self.inner = SentenceTransformerEmbedder(path, name=name)

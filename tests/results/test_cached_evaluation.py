@@ -18,16 +18,16 @@ from tests.results.conftest import TINY_TASKS, CountingEmbedder, linked_copy
 def counted_model(
     monkeypatch: pytest.MonkeyPatch, counting: type[CountingEmbedder]
 ) -> type[CountingEmbedder]:
-    import tasks.evaluate
+    import kalm.evaluation
 
-    monkeypatch.setattr(tasks.evaluate, "SentenceTransformerEmbedder", counting)
+    monkeypatch.setattr(kalm.evaluation, "SentenceTransformerEmbedder", counting)
     return counting
 
 
 def test_second_evaluation_is_a_cache_hit(
     counted_model: type[CountingEmbedder], minilm_path: Path, tiny_tasks_dir: Path, tmp_path: Path
 ) -> None:
-    from tasks.evaluate import evaluate_model
+    from kalm.results import evaluate_model
 
     store = ResultsStore(tmp_path / "results.duckdb")
     first = evaluate_model(minilm_path, tiny_tasks_dir, tmp_path / "out1", store=store, stage="reference")
@@ -62,7 +62,7 @@ def test_second_evaluation_is_a_cache_hit(
 def test_revised_task_or_other_prompt_setting_reruns_only_what_changed(
     counted_model: type[CountingEmbedder], minilm_path: Path, tiny_tasks_dir: Path, tmp_path: Path
 ) -> None:
-    from tasks.evaluate import evaluate_model
+    from kalm.results import evaluate_model
 
     tasks_dir = tmp_path / "tasks"
     shutil.copytree(tiny_tasks_dir, tasks_dir)
@@ -91,6 +91,7 @@ def test_revised_task_or_other_prompt_setting_reruns_only_what_changed(
     )
 
 
+@pytest.mark.usefixtures("prefect_harness")  # the command runs a flow
 def test_cli_evaluate_records_into_the_default_store(
     minilm_path: Path, tiny_tasks_dir: Path, tmp_path: Path, private_state_dir: Path
 ) -> None:
@@ -118,8 +119,8 @@ def test_cli_evaluate_records_into_the_default_store(
 def test_pipeline_step_registers_stage_run_and_soup_lineage(
     minilm_path: Path, tiny_tasks_dir: Path, tmp_path: Path, private_state_dir: Path
 ) -> None:
-    from kalm.profile import load_profile
-    from kalm.rundir import RunPaths
+    from kalm.run.paths import RunPaths
+    from kalm.run.profile import load_profile
     from tasks.evaluate import evaluate_step
 
     a = linked_copy(minilm_path, tmp_path / "ckpt" / "finetune-seed0", marker="a")

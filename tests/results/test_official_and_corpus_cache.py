@@ -106,6 +106,7 @@ def test_cli_unknown_name_is_one_line(minilm_path: Path, tmp_path: Path) -> None
     assert "unknown task 'STSBenchmrk' (close matches: STSBenchmark" in result.output
 
 
+@pytest.mark.usefixtures("prefect_harness")  # the command runs a flow
 def test_cli_offline_official_task_fails_after_recording_local_ones(
     minilm_path: Path, tiny_tasks_dir: Path, tmp_path: Path, private_state_dir: Path
 ) -> None:

@@ -191,9 +191,9 @@ def test_packed_training_matches_padded_training(data_dir, monkeypatch):
 
 
 def test_packed_training_refuses_an_encoder():
+    from kalm.run.backbones import minilm_path
     from training.backbone import UnsupportedArchitecture
     from training.model import EmbeddingModel
-    from training.pretrained import minilm_path
 
     config = ModelConfig(base=str(minilm_path()), packed=True, max_length=64)
     with pytest.raises(UnsupportedArchitecture, match="packed training"):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import ModelConfig
-from training.pretrained import (
+from kalm.run.backbones import (
     QWEN2_REGULAR_VOCAB,
     QWEN2_SPECIAL_TOKENS,
     SOURCE_FILE,
@@ -19,6 +18,7 @@ from training.pretrained import (
     qwen2_tokenizer_path,
     smollm2_path,
 )
+from training.config import ModelConfig
 
 TEXTS = [
     "short",

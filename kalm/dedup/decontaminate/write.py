@@ -34,6 +34,7 @@ REMOVED_SCHEMA = pa.schema(
     ]
 )
 
+
 def write_kept(files: list[Path], dropped: list[tuple[int, int]], out_dir: Path, cfg) -> None:
     """All rows except ``dropped`` ``(file, row)``, sorted by ``(id, file, row)``, streamed by DuckDB."""
     writer = PartWriter(out_dir, cfg.rows_per_part, cfg.row_group_size)

@@ -1,4 +1,4 @@
-"""``kalm serve`` / ``kalm stop``: a local Prefect server, the process work pool, the deployments and a worker.
+"""The processes behind ``kalm serve`` / ``kalm stop``: a local Prefect server, the work pool, the deployments, a worker.
 
 Everything binds to loopback. Process ids and logs live in the state directory (``.state/`` by default), so
 ``kalm stop`` can end exactly what ``kalm serve`` started.

@@ -1,0 +1,3 @@
+from kalm.cli import app
+
+app()
