@@ -9,7 +9,7 @@
     .venv/bin/python benchmarks/quality.py --budget 4000 --learning-rate 6e-5 --tag b4k  # a variant, kept apart
 
 Every row is a real ``full-run`` flow (ephemeral Prefect, local Ray, DuckDB, mteb) on a profile written by
-:mod:`kalm.quality`; scores go through the results store, so re-running reuses every cached step and score.
+:mod:`benchmarks.harness.profiles`; scores go through the results store, so re-running reuses every cached step and score.
 Runs live in ``--runs-dir`` (default ``runs/quality``); the table goes to stdout and ``<runs-dir>/<name>.md``,
 and with ``--record`` into ``benchmarks/RESULTS.md`` between ``<!-- quality:<name> -->`` markers.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kalm.quality import (  # noqa: E402
+from benchmarks.harness.profiles import (  # noqa: E402
     ABLATION_REFERENCE,
     ABLATIONS,
     DERIVED_ABLATIONS,
@@ -41,7 +41,7 @@ from kalm.quality import (  # noqa: E402
     recipe_profile,
     run_ablations,
 )
-from kalm.quality_report import render  # noqa: E402
+from benchmarks.harness.report import render  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 
@@ -54,10 +54,10 @@ def base_checkpoint(cfg: HarnessConfig, cache: Path) -> tuple[Path, Path]:
     """
     from transformers import AutoTokenizer
 
+    from kalm.run.backbones import minilm_path, smollm2_path
     from training.backbone import load_backbone
     from training.config import ModelConfig
     from training.model import EmbeddingModel
-    from training.pretrained import minilm_path, smollm2_path
 
     raw = minilm_path() if cfg.backbone == "minilm" else smollm2_path()
     st = cache / f"{cfg.backbone}-mean-{cfg.max_length}"  # scored at the trained rows' max_length
@@ -84,7 +84,7 @@ def run_profile(profile: dict, runs_dir: Path, run_id: str) -> dict:
 
 
 def score(path: Path, cfg: HarnessConfig, out: Path, name: str) -> dict:
-    from tasks.evaluate import evaluate_model
+    from kalm.results import evaluate_model
 
     return evaluate_model(
         path,

@@ -6,19 +6,21 @@ mine with the base model → fine-tune per soup seed → soup → evaluate), so 
 users run, and every ablation is one switch in that profile. ``benchmarks/quality.py`` is the command line.
 
 The backbone is never pre-trained here (``train.pretrain`` is omitted): all-MiniLM-L6-v2 is already a trained
-embedder and SmolLM2 is a trained LM; the harness measures the fine-tune recipe on top of them.
+embedder and SmolLM2 is a trained LM; the harness measures the fine-tune recipe on top of them. The fine-tune
+stage is the paper's recipe (``training/configs/finetune.yaml``); a profile here states only what a CPU budget
+changes (batch, learning rate, negatives per query, temperature, MRL at the backbone's width).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
 
+from kalm.evaluation.task_spec import select_task_specs
 from kalm.settings import PROJECT_ROOT
 
 SHARED_CATALOG = PROJECT_ROOT / "data_catalog" / "shared.yaml"
@@ -97,13 +99,8 @@ class HarnessConfig(BaseModel):
 
 
 def english_tasks(eval_dir: Path) -> list[str]:
-    """Names of the tasks of an eval folder whose ``task.json`` languages are exactly English."""
-    names = []
-    for spec in sorted(Path(eval_dir).glob("*/task.json")):
-        meta = json.loads(spec.read_text(encoding="utf-8"))
-        if meta.get("languages") == ["eng"]:
-            names.append(meta["name"])
-    return names
+    """Names of the tasks of an eval folder whose languages are exactly English."""
+    return [spec.name for spec in select_task_specs(Path(eval_dir)) if spec.languages == ("eng",)]
 
 
 def english_catalog(source: Path, out: Path) -> Path:
@@ -142,22 +139,19 @@ def recipe_profile(cfg: HarnessConfig, base_model: Path, catalog: Path, name: st
             "use_instructions": cfg.use_instructions,
         },
         "train": {
-            "model": {"base": str(base_model), "pooling": "mean", "max_length": cfg.max_length},
+            "model": {"base": str(base_model), "max_length": cfg.max_length},
             "finetune": {
-                "name": "finetune",
-                "data_stage": "finetune",
+                # the recipe's values but for what a CPU budget changes
                 "hard_negatives": cfg.hard_negatives,
                 "batch_size": cfg.batch_size,
                 "learning_rate": cfg.learning_rate,
                 "epochs": cfg.epochs,
                 **steps,
                 "temperature": 0.05,
-                "focal_gamma": 0.5,
-                "mixing": {"enabled": True, "k": 2},
                 "matryoshka": {"dims": [width, width // 2, width // 4], "weights": [1.0, 0.5, 0.25]},
-                "homogeneous_ratio": 1.0,
-                "length_bucketing": 4,
                 "use_instructions": cfg.use_instructions,
+                "bf16": cfg.gpus > 0,
+                "gradient_checkpointing": False,
             },
             "soup_seeds": cfg.soup_seeds,
             "scaling": {
