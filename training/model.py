@@ -100,4 +100,3 @@ class EmbeddingModel(nn.Module):
             config = ModelConfig.model_validate_json((path / MODEL_CONFIG_FILE).read_text())
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(load_backbone(str(path), config), tokenizer, config)
-
