@@ -36,6 +36,7 @@ from data_catalog.specs import (
 
 __all__ = [
     "BOOKKEEPING_FIELDS",
+    "INSTRUCTED_STAGES",
     "Catalog",
     "CatalogError",
     "CsvLoader",
@@ -64,6 +65,9 @@ class FieldMap(Strict):
     label: str | None = None
     text: str | list[str] | None = None
 
+
+INSTRUCTED_STAGES = frozenset({Stage.FINETUNE})
+"""Stages whose sources need an ``instruction``: fine-tuning queries carry a task instruction, pre-training none."""
 
 Transform = Literal["pair", "exemplar", "group", "explode", "beir"]
 _OPTION_BLOCKS = {"group": "group", "explode": "explode", "beir": "beir"}
@@ -125,7 +129,7 @@ class Source(Strict):
                 raise ValueError(f"{block!r} options are only used with transform {transform!r}")
             if not given and self.transform == transform:
                 raise ValueError(f"transform {transform!r} needs a {block!r} block")
-        if self.stage == Stage.FINETUNE and not self.instruction:
+        if self.stage in INSTRUCTED_STAGES and not self.instruction:
             raise ValueError("fine-tuning sources need an instruction (KaLM uses task-specific instructions)")
         if not self.enabled and not self.note.strip():
             raise ValueError("a disabled source needs a 'note' saying why it is off")
