@@ -180,6 +180,13 @@ class OnlineReport(Strict):
     def ok(self) -> bool:
         return all(verdict.status != "fail" for verdict in self.verdicts)
 
+    def summary(self) -> list[str]:
+        """Lines for a terminal: each verdict that is not ok, then the counts."""
+        lines = [f"{verdict.status}: {verdict.reason}" for verdict in self.verdicts if verdict.status != "ok"]
+        counts = {status: sum(v.status == status for v in self.verdicts) for status in ("ok", "warn", "fail")}
+        lines.append(", ".join(f"{count} {status}" for status, count in counts.items()))
+        return lines
+
 
 def verify_catalog(
     path: Path | str,

@@ -185,6 +185,9 @@ def test_verify_catalog_fetches_each_repo_once_and_resolves_commits(tmp_path):
     }
     everything = verify_catalog(path, fetch=fetch, include_disabled=True)
     assert not everything.ok and everything.verdicts[-1].source == "qbqtc"
+    lines = everything.summary()
+    assert lines[-1] == "2 ok, 2 warn, 1 fail" and lines[-2].startswith("fail: source 'qbqtc': ")
+    assert [line.split(":")[0] for line in lines[:-1]] == ["warn", "warn", "fail"]
 
 
 def test_unreachable_hub_stops_at_the_first_repo(tmp_path):
