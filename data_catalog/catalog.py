@@ -35,6 +35,8 @@ from data_catalog.specs import (
 )
 
 __all__ = [
+    "BOOKKEEPING_FIELDS",
+    "INSTRUCTED_STAGES",
     "Catalog",
     "CatalogError",
     "CsvLoader",
@@ -63,6 +65,9 @@ class FieldMap(Strict):
     label: str | None = None
     text: str | list[str] | None = None
 
+
+INSTRUCTED_STAGES = frozenset({Stage.FINETUNE})
+"""Stages whose sources need an ``instruction``: fine-tuning queries carry a task instruction, pre-training none."""
 
 Transform = Literal["pair", "exemplar", "group", "explode", "beir"]
 _OPTION_BLOCKS = {"group": "group", "explode": "explode", "beir": "beir"}
@@ -93,6 +98,20 @@ class Source(Strict):
     max_rows: int | None = Field(default=None, gt=0)
     weight: float = Field(default=1.0, gt=0)
     exemplar_negatives: int = Field(default=3, ge=0)
+    enabled: bool = Field(
+        default=True,
+        description="False keeps a declared source out of collection unless asked for (it reads an evaluation "
+        "split, or its hub layout does not fit any transform); `note` must say why",
+    )
+    note: str = Field(
+        default="", description="Why the source is set up the way it is, e.g. why it is disabled"
+    )
+    checked: str | None = Field(
+        default=None,
+        pattern=r"^(https?://\S+|none found)$",
+        description="The public page the repo id, config, split and columns were verified against, or "
+        "'none found' when no page was available; absent means never checked",
+    )
 
     _where_list = field_validator("where", mode="before")(one_or_many)
 
@@ -110,8 +129,10 @@ class Source(Strict):
                 raise ValueError(f"{block!r} options are only used with transform {transform!r}")
             if not given and self.transform == transform:
                 raise ValueError(f"transform {transform!r} needs a {block!r} block")
-        if self.stage == Stage.FINETUNE and not self.instruction:
+        if self.stage in INSTRUCTED_STAGES and not self.instruction:
             raise ValueError("fine-tuning sources need an instruction (KaLM uses task-specific instructions)")
+        if not self.enabled and not self.note.strip():
+            raise ValueError("a disabled source needs a 'note' saying why it is off")
         return self
 
     def input_paths(self) -> list[str]:
@@ -122,6 +143,10 @@ class Source(Strict):
         if self.beir is not None:
             paths += as_list(self.beir.corpus.path) + as_list(self.beir.qrels.path)
         return paths
+
+
+BOOKKEEPING_FIELDS = frozenset({"enabled", "note", "checked"})
+"""Source fields that describe the catalog entry rather than the rows, so config hashes leave them out."""
 
 
 class CollectLimits(Strict):
@@ -167,7 +192,10 @@ class ResolvedCatalog(BaseModel):
         return [(self.root / path).resolve() for path in source.input_paths()]
 
     def config_hash(self) -> str:
-        payload = json.dumps(self.catalog.model_dump(mode="json"), sort_keys=True)
+        dumped = self.catalog.model_dump(
+            mode="json", exclude={"sources": {"__all__": set(BOOKKEEPING_FIELDS)}}
+        )
+        payload = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -184,8 +212,14 @@ def _describe(error: ValidationError, raw: dict) -> str:
     return f"{where}: field {field!r}: {first['msg']}"
 
 
-def load_catalog(path: Path | str, base_dir: Path | str | None = None) -> ResolvedCatalog:
-    """Read and validate a catalog YAML; raise :class:`CatalogError` with a one-line reason."""
+def load_catalog(
+    path: Path | str, base_dir: Path | str | None = None, include_disabled: bool = False
+) -> ResolvedCatalog:
+    """Read and validate a catalog YAML; raise :class:`CatalogError` with a one-line reason.
+
+    Sources marked ``enabled: false`` are validated (so a switched-off entry cannot rot) but dropped from the
+    result unless ``include_disabled``: a run never reads them by accident, e.g. evaluation qrels.
+    """
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"catalog file not found: {path}")
@@ -196,5 +230,10 @@ def load_catalog(path: Path | str, base_dir: Path | str | None = None) -> Resolv
         catalog = Catalog.model_validate(raw)
     except ValidationError as error:
         raise CatalogError(f"{path}: {_describe(error, raw)}") from None
+    if not include_disabled:
+        enabled = [source for source in catalog.sources if source.enabled]
+        if not enabled:
+            raise CatalogError(f"{path}: every source is disabled (enabled: false); nothing to collect")
+        catalog = catalog.model_copy(update={"sources": enabled})
     root = Path(base_dir) if base_dir is not None else path.parent / catalog.base_dir
     return ResolvedCatalog(catalog=catalog, root=root.resolve())

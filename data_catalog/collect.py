@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from data_catalog.catalog import HuggingFaceLoader, ResolvedCatalog, Source
+from data_catalog.catalog import BOOKKEEPING_FIELDS, HuggingFaceLoader, ResolvedCatalog, Source
 from data_catalog.loaders import LOADER_VERSION, RawRecord, SourceError, iter_records
 from data_catalog.schema import CANONICAL_SCHEMA, QUARANTINE_SCHEMA, SCHEMA_VERSION
 from data_catalog.shards import ShardInfo, ShardWriter
@@ -79,7 +79,9 @@ def input_fingerprint(resolved: ResolvedCatalog, source: Source) -> str:
 
 
 def source_config_hash(source: Source, max_chars: int) -> str:
-    payload = json.dumps({"source": source.model_dump(mode="json"), "max_chars": max_chars}, sort_keys=True)
+    """What decides the source's rows; a note or a checked mark changes no row, so it does not re-collect."""
+    rows_spec = source.model_dump(mode="json", exclude=set(BOOKKEEPING_FIELDS))
+    payload = json.dumps({"source": rows_spec, "max_chars": max_chars}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

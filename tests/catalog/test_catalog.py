@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from data_catalog.catalog import CatalogError, load_catalog
+from data_catalog.collect import source_config_hash
 
 GOOD_SOURCE = {
     "name": "pairs",
@@ -79,3 +80,42 @@ def test_relative_paths_resolve_against_base_dir(tmp_path):
     path = write_catalog(tmp_path, GOOD_SOURCE)
     resolved = load_catalog(path, base_dir=tmp_path / "data")
     assert resolved.path_of(resolved.catalog.sources[0]) == (tmp_path / "data" / "pairs.jsonl").resolve()
+
+
+def test_disabled_sources_are_skipped_unless_asked(tmp_path):
+    off = GOOD_SOURCE | {"name": "leaky", "enabled": False, "note": "reads evaluation qrels"}
+    path = write_catalog(tmp_path, GOOD_SOURCE, off)
+    assert [s.name for s in load_catalog(path).catalog.sources] == ["pairs"]
+    assert [s.name for s in load_catalog(path, include_disabled=True).catalog.sources] == ["pairs", "leaky"]
+
+
+def test_disabled_source_needs_a_note(tmp_path):
+    path = write_catalog(tmp_path, GOOD_SOURCE | {"enabled": False})
+    with pytest.raises(CatalogError, match=r"source 'pairs'.*note"):
+        load_catalog(path)
+
+
+def test_all_disabled_is_an_error(tmp_path):
+    path = write_catalog(tmp_path, GOOD_SOURCE | {"enabled": False, "note": "off"})
+    with pytest.raises(CatalogError, match="every source is disabled"):
+        load_catalog(path)
+    assert len(load_catalog(path, include_disabled=True).catalog.sources) == 1
+
+
+def test_checked_is_a_url_or_none_found(tmp_path):
+    for mark in ("https://huggingface.co/datasets/x/y", "none found"):
+        assert (
+            load_catalog(write_catalog(tmp_path, GOOD_SOURCE | {"checked": mark})).catalog.sources[0].checked
+        )
+    with pytest.raises(CatalogError, match=r"source 'pairs': field 'checked'"):
+        load_catalog(write_catalog(tmp_path, GOOD_SOURCE | {"checked": "looked at it"}))
+
+
+def test_bookkeeping_fields_do_not_change_hashes(tmp_path):
+    plain = load_catalog(write_catalog(tmp_path, GOOD_SOURCE))
+    marked = load_catalog(write_catalog(tmp_path, GOOD_SOURCE | {"checked": "none found", "note": "n"}))
+    assert plain.config_hash() == marked.config_hash()
+    plain_source, marked_source = plain.catalog.sources[0], marked.catalog.sources[0]
+    assert source_config_hash(plain_source, 100) == source_config_hash(marked_source, 100)
+    renamed = load_catalog(write_catalog(tmp_path, GOOD_SOURCE | {"category": "other"})).catalog.sources[0]
+    assert source_config_hash(renamed, 100) != source_config_hash(plain_source, 100)

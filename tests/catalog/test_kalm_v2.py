@@ -29,6 +29,8 @@ NAMED_IN_ISSUE = [
     "multinli", "squad", "triviaqa", "eli5", "paq", "pubmedqa",
 ]  # fmt: skip
 
+LEAKY = {"trec_covid", "dbpedia", "arguana", "sprint_duplicates", "qbqtc", "ocnli"}  # read MTEB eval splits
+
 
 def test_validates_with_enough_categories():
     sources = load_catalog(CATALOG).catalog.sources
@@ -62,10 +64,30 @@ def test_every_finetune_category_has_instruction_and_task_type():
 
 
 def test_datasets_the_issue_names_are_declared():
-    names = {s.name for s in load_catalog(CATALOG).catalog.sources}
+    names = {s.name for s in load_catalog(CATALOG, include_disabled=True).catalog.sources}
     assert [n for n in NAMED_IN_ISSUE if n not in names] == []
     contract = [n for n in names if n.startswith("contractnli_")]
     assert len(contract) == 14
+
+
+def test_sources_reading_eval_splits_are_off_by_default():
+    every = {s.name: s for s in load_catalog(CATALOG, include_disabled=True).catalog.sources}
+    enabled = {s.name for s in load_catalog(CATALOG).catalog.sources}
+    for name in LEAKY:
+        assert not every[name].enabled and every[name].note.startswith("Leakage:"), name
+        assert name not in enabled
+    assert set(every) - enabled >= LEAKY
+
+
+def test_every_source_names_the_page_it_was_checked_against():
+    for source in load_catalog(CATALOG, include_disabled=True).catalog.sources:
+        assert source.checked is not None, source.name
+
+
+def test_stackexchange_duplicates_uses_the_real_config_names():
+    sources = {s.name: s for s in load_catalog(CATALOG).catalog.sources}
+    configs = {sources[n].loader.config for n in ("stackexchange_dup_titles", "cqadupstack")}  # type: ignore[union-attr]
+    assert configs == {"title-title-pair", "post-post-pair"}
 
 
 def test_no_local_paths_and_revisions_documented():
