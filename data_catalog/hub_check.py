@@ -189,16 +189,11 @@ class OnlineReport(Strict):
 
 
 def verify_catalog(
-    path: Path | str,
-    fetch: Callable[[str], HubMetadata] | None = None,
-    include_disabled: bool = False,
+    path: Path | str, fetch: Callable[[str], HubMetadata], include_disabled: bool = False
 ) -> OnlineReport:
-    """Fetch each repo once (``fetch`` defaults to :func:`data_catalog.hub_fetch.fetch_metadata`), judge every source.
-
-    :class:`HubUnreachable` from ``fetch`` propagates on the first repo: nothing is retried.
+    """Fetch each repo once with ``fetch`` (the hub: :func:`data_catalog.hub_fetch.fetch_metadata`), judge every
+    source. :class:`HubUnreachable` from ``fetch`` propagates on the first repo: nothing is retried.
     """
-    if fetch is None:
-        from data_catalog.hub_fetch import fetch_metadata as fetch
     sources = load_catalog(path, include_disabled=include_disabled).catalog.sources
     hub: dict[str, HubMetadata] = {}
     for source in sources:
