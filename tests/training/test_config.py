@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from training.config import CONFIGS_DIR, StageConfig, StageRecipe, TrainConfig
+from training.config import CONFIGS_DIR, StageConfig, StageRecipe, TrainConfig, apply_recipes
 from training.losses import PAPER_DIMS, PAPER_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,10 +45,44 @@ def test_finetune_has_hard_negatives_focal_and_mixing():
 
 def test_demo_profile_train_section_fits_the_tiny_width():
     raw = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
-    train = TrainConfig.model_validate(raw["train"])
+    train = TrainConfig.model_validate(apply_recipes(raw["train"]))
     for stage in (train.pretrain, train.finetune):
         if stage.matryoshka:
             assert max(stage.matryoshka.dims) <= train.model.tiny.hidden_size
+
+
+def test_a_profile_stage_is_its_recipe_plus_what_it_changes():
+    train = TrainConfig.model_validate(
+        apply_recipes({"model": {"max_length": 64}, "finetune": {"learning_rate": 2e-5, "mixing": {"k": 3}}})
+    )
+    recipe = StageRecipe.from_yaml("finetune")
+    assert train.finetune.learning_rate == 2e-5 and recipe.stage.learning_rate == 1e-5
+    assert (
+        train.finetune.mixing.k == 3 and train.finetune.mixing.pair_choice == recipe.stage.mixing.pair_choice
+    )
+    changed = {"learning_rate", "mixing"}
+    assert train.finetune.model_dump(exclude=changed) == recipe.stage.model_dump(exclude=changed)
+    assert train.model.max_length == 64 and train.model.base == recipe.model.base
+    # a resolved section resolves to itself (profiles travel to the steps as dumped JSON)
+    dumped = train.model_dump(mode="json")
+    assert TrainConfig.model_validate(apply_recipes(dumped)) == train
+
+
+def test_recipe_null_starts_from_the_config_defaults_and_unknown_recipes_name_the_known_ones():
+    section = {"model": {"base": "/m"}, "finetune": {"recipe": None, "name": "f", "data_stage": "finetune"}}
+    train = TrainConfig.model_validate(apply_recipes(section))
+    assert train.finetune == StageConfig(name="f", data_stage="finetune")
+    with pytest.raises(ValueError, match=r"recipe 'nope' not found \(known: finetune, pretrain\)"):
+        apply_recipes({"finetune": {"recipe": "nope"}})
+
+
+def test_recipes_assuming_different_models_are_refused(tmp_path):
+    other = StageRecipe.from_yaml("pretrain").model_dump(mode="json")
+    other["model"]["max_length"] = 128
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(other))
+    with pytest.raises(ValueError, match="assume different models"):
+        apply_recipes({"pretrain": {"recipe": str(path)}, "finetune": {}})
 
 
 def test_defaults_keep_the_plain_loss():
