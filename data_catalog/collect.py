@@ -47,7 +47,21 @@ class SourceManifest(BaseModel):
     rows_dropped: int = 0
     dropped_reasons: dict[str, int] = Field(default_factory=dict)
     shards: list[ShardInfo]
+    quarantine_shards: list[ShardInfo] = Field(
+        default_factory=list, description="the quarantine's shards, paths relative to the source folder"
+    )
     wall_time_s: float
+
+    def is_complete_in(self, folder: Path) -> bool:
+        """Whether ``folder`` holds exactly the shards listed here, byte for byte (sha256), and nothing else."""
+        listed = {shard.file: shard for shard in [*self.shards, *self.quarantine_shards]}
+        present = {p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet")}
+        if present != set(listed):
+            return False
+        return all(
+            (folder / name).stat().st_size == shard.bytes and hash_file(folder / name) == shard.sha256
+            for name, shard in listed.items()
+        )
 
 
 class CatalogManifest(BaseModel):
@@ -113,11 +127,13 @@ def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> 
     limits = resolved.catalog.limits
     config_hash = source_config_hash(source, limits.max_text_chars)
     fingerprint = input_fingerprint(resolved, source)
-    manifest_path = out_dir / "manifest.json"
-    if manifest_path.exists():
-        previous = SourceManifest.model_validate_json(manifest_path.read_text())
-        if previous.config_hash == config_hash and previous.input_fingerprint == fingerprint:
-            return previous
+    previous = _read_manifest(out_dir / "manifest.json")
+    if (
+        previous is not None
+        and (previous.config_hash, previous.input_fingerprint) == (config_hash, fingerprint)
+        and previous.is_complete_in(out_dir)
+    ):
+        return previous
     started = time.perf_counter()
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -165,6 +181,7 @@ def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> 
         rows_dropped=sum(dropped.values()),
         dropped_reasons=dict(sorted(dropped.items())),
         shards=rows.shards,
+        quarantine_shards=[s.model_copy(update={"file": f"quarantine/{s.file}"}) for s in quarantine.shards],
         wall_time_s=round(time.perf_counter() - started, 3),
     )
     staging.mkdir(parents=True, exist_ok=True)
@@ -172,6 +189,14 @@ def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> 
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return manifest
+
+
+def _read_manifest(path: Path) -> SourceManifest | None:
+    """A finished collection's manifest, or None (absent, truncated or from an incompatible version)."""
+    try:
+        return SourceManifest.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _constants(source: Source) -> dict[str, str]:

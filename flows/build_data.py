@@ -11,9 +11,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from data_catalog.collect import SourceManifest, raise_failures
-from flows._common import in_run, open_run
+from flows._common import in_run, open_run, rerun, run_step
 from kalm.hashing import hash_directory
 from kalm.run.inputs import prepare_inputs
+from kalm.run.outputs import step_problem
 from kalm.run.paths import RunPaths
 from kalm.run.profile import Profile
 from kalm.run.steps import recorded
@@ -48,21 +49,39 @@ def build_data_steps(
             catalog = profile.resolve_catalog(run).catalog
             fingerprints = {catalog.source(name).name: fingerprints[name] for name in sources}
         if profile.ray_address:
-            done["collect"] = in_run(collect_task, run)(profile_json, str(run.root), fingerprints, sources)
+            done["collect"] = run_step(
+                collect_task, run, "collect", profile_json, str(run.root), fingerprints, sources
+            )
         else:
             done["collect"] = collect_sources_concurrently(profile_json, run, fingerprints)
     if "dedup" in wanted:
-        done["dedup"] = in_run(dedup_task, run)(
-            profile.dedup.model_dump(mode="json"), str(run.root), upstream("collect")
+        done["dedup"] = run_step(
+            dedup_task,
+            run,
+            "dedup",
+            profile.dedup.model_dump(mode="json"),
+            str(run.root),
+            upstream("collect"),
         )
     if "decontaminate" in wanted:
         eval_tasks = hash_directory(profile.decontamination_tasks_dir(run))
-        done["decontaminate"] = in_run(decontaminate_task, run)(
-            profile_json, str(run.root), upstream("dedup"), eval_tasks
+        done["decontaminate"] = run_step(
+            decontaminate_task,
+            run,
+            "decontaminate",
+            profile_json,
+            str(run.root),
+            upstream("dedup"),
+            eval_tasks,
         )
     if "balance" in wanted:
-        done["balance"] = in_run(balance_task, run)(
-            profile.balance.model_dump(mode="json"), str(run.root), upstream("decontaminate")
+        done["balance"] = run_step(
+            balance_task,
+            run,
+            "balance",
+            profile.balance.model_dump(mode="json"),
+            str(run.root),
+            upstream("decontaminate"),
         )
     return done
 
@@ -70,7 +89,8 @@ def build_data_steps(
 def collect_sources_concurrently(profile_json: dict, run: RunPaths, fingerprints: dict[str, str]) -> dict:
     """Submit every source at once, wait for all, then fail naming each failed source, or summarise.
 
-    Failed source tasks are not cached, so a re-run re-collects only them.
+    Failed source tasks are not cached, so a re-run re-collects only them; a cached source whose shards are
+    gone or changed is collected again (:func:`flows._common.run_step`).
     """
     source_task = in_run(collect_source_task, run)
     futures = {
@@ -80,14 +100,19 @@ def collect_sources_concurrently(profile_json: dict, run: RunPaths, fingerprints
         future.wait()
     outcomes: dict[str, SourceManifest | str] = {}
     for name, future in futures.items():
-        completed = future.state.is_completed()
-        outcomes[name] = (
-            SourceManifest.model_validate(future.result()) if completed else _failure(future.state)
-        )
+        if not future.state.is_completed():
+            outcomes[name] = _failure(future.state)
+            continue
+        result, step = future.result(), f"collect-{name}"
+        problem = step_problem(run, step, result)
+        if problem is not None:
+            result = rerun(
+                source_task, run, step, problem, profile_json, str(run.root), name, fingerprints[name]
+            )
+        outcomes[name] = SourceManifest.model_validate(result)
     manifests = raise_failures(outcomes)
-    return in_run(collect_summary_task, run)(
-        profile_json, str(run.root), {name: m.model_dump(mode="json") for name, m in manifests.items()}
-    )
+    manifests_json = {name: m.model_dump(mode="json") for name, m in manifests.items()}
+    return run_step(collect_summary_task, run, "collect", profile_json, str(run.root), manifests_json)
 
 
 def _failure(state) -> str:
@@ -101,7 +126,7 @@ def _failure(state) -> str:
 @flow(name="build-data")
 def build_data(
     profile: str = "demo",
-    run_id: str = "demo",
+    run_id: str | None = None,
     runs_dir: str | None = None,
     catalog: str | None = None,
     steps: list[str] | None = None,
@@ -111,13 +136,14 @@ def build_data(
 
     Args:
         profile: profile name in configs/ (e.g. `demo`) or a path to a profile YAML.
-        run_id: name of the run directory under the runs folder; re-using it resumes and reuses cached steps.
+        run_id: name of the run directory under the runs folder; re-using it resumes and reuses cached steps;
+            empty: a fresh one, `<profile>-<UTC time>-<flow run name>`.
         runs_dir: parent folder of run directories (default: `runs/` in the project, or KALM_RUNS_DIR).
         catalog: catalog YAML to collect instead of the profile's.
         steps: only these of collect, dedup, decontaminate, balance (default: all, in that order).
         sources: collect only these sources of the catalog.
     """
-    resolved, run = open_run(profile, run_id, runs_dir, catalog=catalog)
-    data = build_data_steps(resolved, run, steps, sources)
-    get_run_logger().info("data steps %s done in %s", ", ".join(data), run.data)
-    return data
+    with open_run(profile, run_id, runs_dir, catalog=catalog) as (resolved, run):
+        data = build_data_steps(resolved, run, steps, sources)
+        get_run_logger().info("data steps %s done in %s", ", ".join(data), run.data)
+        return data

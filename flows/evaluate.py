@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows._common import in_run, open_run
+from flows._common import open_run, run_step
 from kalm.hashing import hash_directory
 from kalm.run.paths import RunPaths
 from kalm.run.profile import Profile
@@ -30,7 +30,10 @@ def evaluate_steps(
     if "base" in wanted and base:
         candidates["base"] = {"checkpoint": base, "fingerprint": hash_directory(Path(base))}
     chosen = {name: step for name, step in candidates.items() if name.split("-")[0] in wanted}
-    return in_run(evaluate_task, run)(
+    return run_step(
+        evaluate_task,
+        run,
+        "evaluate",
         profile.model_dump(mode="json"),
         str(run.root),
         {name: step["checkpoint"] for name, step in chosen.items()},
@@ -42,8 +45,8 @@ def evaluate_steps(
 
 @flow(name="evaluate")
 def evaluate(
+    run_id: str,
     profile: str = "demo",
-    run_id: str = "demo",
     runs_dir: str | None = None,
     model: str | None = None,
     output: str | None = None,
@@ -75,27 +78,27 @@ def evaluate(
         shards: Ray tasks per sharded encode call (default: the profile's).
         ray_address: Ray for sharded encoding (`auto`, `ray://host:port`; default: KALM_RAY_ADDRESS, else local).
     """
-    resolved, run = open_run(profile, run_id, runs_dir, ray_address=ray_address)
-    resolved = resolved.with_evaluation(
-        use_instructions=use_instructions,
-        embedding_cache=embedding_cache,
-        shard_above=shard_above,
-        shards=shards,
-    )
-    custom = model is not None or tasks_dir is not None or bool(tasks) or bool(benchmarks)
-    request = resolved.task_request(run, tasks_dir, tasks, benchmarks, one_model=model is not None)
-    if model is not None:
-        out = output or str(run.eval / Path(model).name)
-        summary = score_model_task(
-            resolved.model_dump(mode="json"), model, out, request.model_dump(mode="json"), store
+    with open_run(profile, run_id, runs_dir, ray_address=ray_address) as (resolved, run):
+        resolved = resolved.with_evaluation(
+            use_instructions=use_instructions,
+            embedding_cache=embedding_cache,
+            shard_above=shard_above,
+            shards=shards,
         )
-        return {Path(model).name: summary}
-    steps = read_steps(run)
-    return evaluate_steps(
-        resolved,
-        run,
-        recorded_trains(run),
-        steps.get("soup"),
-        request.model_dump(mode="json") if custom else None,
-        store,
-    )
+        custom = model is not None or tasks_dir is not None or bool(tasks) or bool(benchmarks)
+        request = resolved.task_request(run, tasks_dir, tasks, benchmarks, one_model=model is not None)
+        if model is not None:
+            out = output or str(run.eval / Path(model).name)
+            summary = score_model_task(
+                resolved.model_dump(mode="json"), model, out, request.model_dump(mode="json"), store
+            )
+            return {Path(model).name: summary}
+        steps = read_steps(run)
+        return evaluate_steps(
+            resolved,
+            run,
+            recorded_trains(run),
+            steps.get("soup"),
+            request.model_dump(mode="json") if custom else None,
+            store,
+        )

@@ -16,7 +16,7 @@ from flows.train import train_steps
 @flow(name="full-run")
 def full_run(
     profile: str = "demo",
-    run_id: str = "demo",
+    run_id: str | None = None,
     runs_dir: str | None = None,
     catalog: str | None = None,
     base_model: str | None = None,
@@ -26,18 +26,19 @@ def full_run(
 
     Args:
         profile: profile name in configs/ (e.g. `demo`) or a path to a profile YAML.
-        run_id: name of the run directory under the runs folder; re-using it resumes and reuses cached steps.
+        run_id: name of the run directory under the runs folder; re-using it resumes and reuses cached steps;
+            empty: a fresh one, `<profile>-<UTC time>-<flow run name>`.
         runs_dir: parent folder of run directories (default: `runs/` in the project, or KALM_RUNS_DIR).
         catalog: catalog YAML to collect instead of the profile's.
         base_model: local path of a pretrained backbone instead of the profile's tiny model.
         ray_address: Ray cluster to train on (`auto`, `ray://host:port`); empty = a local Ray.
     """
-    resolved, run = open_run(profile, run_id, runs_dir, catalog, base_model, ray_address)
-    data = build_data_steps(resolved, run)
-    trains, mined = train_steps(resolved, run, data["balance"]["fingerprint"])
-    if mined is not None:
-        data = {**data, "mine": mined}
-    soup = soup_steps(run, trains)
-    evaluation = evaluate_steps(resolved, run, trains, soup)
-    report_steps(run, data, trains, evaluation)
-    return {"run_dir": str(run.root), "report": str(run.report), "evaluation": evaluation}
+    with open_run(profile, run_id, runs_dir, catalog, base_model, ray_address) as (resolved, run):
+        data = build_data_steps(resolved, run)
+        trains, mined = train_steps(resolved, run, data["balance"]["fingerprint"])
+        if mined is not None:
+            data = {**data, "mine": mined}
+        soup = soup_steps(run, trains)
+        evaluation = evaluate_steps(resolved, run, trains, soup)
+        report_steps(run, data, trains, evaluation)
+        return {"run_dir": str(run.root), "report": str(run.report), "evaluation": evaluation}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows._common import in_run, open_run
+from flows._common import open_run, run_step
 from kalm.run.paths import RunPaths
 from kalm.run.steps import read_steps, recorded
 from tasks.report import report_task
@@ -13,7 +13,7 @@ from tasks.report import report_task
 
 def report_steps(run: RunPaths, data: dict, trains: dict, evaluation: dict) -> str:
     """The report task, then the report as the run's ``report-<run>`` Markdown artifact."""
-    markdown = in_run(report_task, run)(str(run.root), data, trains, evaluation)
+    markdown = run_step(report_task, run, "report", str(run.root), data, trains, evaluation)["markdown"]
     create_markdown_artifact(
         markdown=markdown,
         key=f"report-{run.root.name}".lower().replace("_", "-"),
@@ -24,7 +24,7 @@ def report_steps(run: RunPaths, data: dict, trains: dict, evaluation: dict) -> s
 
 
 @flow(name="report")
-def report(profile: str = "demo", run_id: str = "demo", runs_dir: str | None = None) -> str:
+def report(run_id: str, profile: str = "demo", runs_dir: str | None = None) -> str:
     """Rewrite ``runs/<run_id>/report.md`` from the run's recorded steps (data, training, evaluation).
 
     Args:
@@ -32,10 +32,10 @@ def report(profile: str = "demo", run_id: str = "demo", runs_dir: str | None = N
         run_id: name of the run directory under the runs folder.
         runs_dir: parent folder of run directories (default: `runs/` in the project, or KALM_RUNS_DIR).
     """
-    _, run = open_run(profile, run_id, runs_dir)
-    steps = read_steps(run)
-    data = {name: recorded(run, name, f"the {name} step") for name in ("collect", "dedup", "balance")}
-    data |= {name: steps[name] for name in ("decontaminate", "mine") if name in steps}
-    trains = {name.removeprefix("train-"): s for name, s in steps.items() if name.startswith("train-")}
-    report_steps(run, data, trains, recorded(run, "evaluate", "the evaluate flow"))
-    return str(run.report)
+    with open_run(profile, run_id, runs_dir) as (_, run):
+        steps = read_steps(run)
+        data = {name: recorded(run, name, f"the {name} step") for name in ("collect", "dedup", "balance")}
+        data |= {name: steps[name] for name in ("decontaminate", "mine") if name in steps}
+        trains = {name.removeprefix("train-"): s for name, s in steps.items() if name.startswith("train-")}
+        report_steps(run, data, trains, recorded(run, "evaluate", "the evaluate flow"))
+        return str(run.report)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows._common import in_run, open_run
+from flows._common import open_run, run_step
 from kalm.hashing import hash_directory
 from kalm.run.paths import RunPaths, checkpoint_name
 from kalm.run.profile import Profile
@@ -39,11 +39,12 @@ def train_steps(
     if unknown:
         raise ValueError(f"unknown training stage(s) {unknown}: choose from {', '.join(TRAIN_STAGES)}")
     profile_json = profile.model_dump(mode="json")
-    train = in_run(train_task, run)
     trains: dict[str, dict] = {}
     pretrain = None
     if profile.train.pretrain is not None and "pretrain" in wanted:
-        pretrain = trains["pretrain"] = train(profile_json, str(run.root), "pretrain", None, data_fingerprint)
+        pretrain = trains["pretrain"] = run_step(
+            train_task, run, "train-pretrain", profile_json, str(run.root), "pretrain", None, data_fingerprint
+        )
     elif profile.train.pretrain is not None and wanted & {"mine", "finetune"}:
         pretrain = recorded(run, "train-pretrain", "the pretrain stage")
     init_from, init_fingerprint = (
@@ -53,7 +54,10 @@ def train_steps(
     if profile.mining.enabled and wanted & {"mine", "finetune"}:
         miner = init_from or str(profile.train.model.base)
         if "mine" in wanted:
-            mined = in_run(mine_task, run)(
+            mined = run_step(
+                mine_task,
+                run,
+                "mine",
                 profile.mining.model_dump(mode="json"),
                 str(run.root),
                 miner,
@@ -64,7 +68,11 @@ def train_steps(
         finetune_data, finetune_fingerprint = mining["output"], mining["fingerprint"]
     if "finetune" in wanted:
         for seed in profile.train.soup_seeds if seeds is None else seeds:
-            trains[checkpoint_name("finetune", seed)] = train(
+            name = checkpoint_name("finetune", seed)
+            trains[name] = run_step(
+                train_task,
+                run,
+                f"train-{name}",
                 profile_json,
                 str(run.root),
                 "finetune",
@@ -79,8 +87,8 @@ def train_steps(
 
 @flow(name="train")
 def train(
+    run_id: str,
     profile: str = "demo",
-    run_id: str = "demo",
     runs_dir: str | None = None,
     base_model: str | None = None,
     ray_address: str | None = None,
@@ -98,7 +106,10 @@ def train(
         stages: only these of pretrain, mine, finetune (default: all).
         seeds: fine-tune only these seeds (default: the profile's soup seeds).
     """
-    resolved, run = open_run(profile, run_id, runs_dir, base_model=base_model, ray_address=ray_address)
-    balanced = recorded(run, "balance", "the build-data flow")
-    trains, mined = train_steps(resolved, run, balanced["fingerprint"], stages, seeds)
-    return trains | ({"mine": mined} if mined else {})
+    with open_run(profile, run_id, runs_dir, base_model=base_model, ray_address=ray_address) as (
+        resolved,
+        run,
+    ):
+        balanced = recorded(run, "balance", "the build-data flow")
+        trains, mined = train_steps(resolved, run, balanced["fingerprint"], stages, seeds)
+        return trains | ({"mine": mined} if mined else {})

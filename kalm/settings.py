@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,11 @@ class Settings(BaseSettings):
     server_host: str = Field(default="127.0.0.1", description="host `kalm serve` binds the Prefect server to")
     server_port: int = Field(default=4200, description="port of the Prefect server started by `kalm serve`")
     work_pool: str = Field(default="kalm-process", description="Prefect process work pool of the deployments")
+    verify_outputs: Literal["stat", "full"] = Field(
+        default="stat",
+        description="how a cached step's outputs are checked before its result is used: size and mtime, "
+        "hashing only files whose mtime moved (stat), or hashing every file every time (full)",
+    )
 
 
 @lru_cache(maxsize=1)

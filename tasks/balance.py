@@ -19,7 +19,7 @@ def balance_step(config: BalanceConfig, run: RunPaths) -> dict:
         "config_hash": hash_value(config.model_dump(mode="json")),
         "stats": stats.model_dump(mode="json"),
     }
-    return record_step(run, "balance", summary, parents=("decontaminate",))
+    return record_step(run, "balance", summary, parents=("decontaminate",), outputs=[run.balanced])
 
 
 @pipeline_task("balance")

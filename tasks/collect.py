@@ -16,9 +16,13 @@ from kalm.run.steps import record_step
 from tasks._prefect import pipeline_task
 
 
-def collect_source_step(profile: Profile, run: RunPaths, source: str) -> SourceManifest:
+def collect_source_step(profile: Profile, run: RunPaths, source: str) -> dict:
+    """One source, recorded as the run's ``collect-<source>`` step (its manifest as the summary)."""
     resolved = profile.resolve_catalog(run)
-    return collect_source(resolved, resolved.catalog.source(source), run.collected / source)
+    manifest = collect_source(resolved, resolved.catalog.source(source), run.collected / source)
+    summary = manifest.model_dump(mode="json")
+    inputs = {f"source:{source}": manifest.input_fingerprint}
+    return record_step(run, f"collect-{source}", summary, inputs=inputs, outputs=[run.collected / source])
 
 
 def summarize_step(profile: Profile, run: RunPaths, manifests: dict[str, SourceManifest]) -> dict:
@@ -37,7 +41,7 @@ def summarize_step(profile: Profile, run: RunPaths, manifests: dict[str, SourceM
         },
     }
     inputs = {f"source:{name}": m.input_fingerprint for name, m in manifest.sources.items()}
-    return record_step(run, "collect", summary, inputs=inputs)
+    return record_step(run, "collect", summary, inputs=inputs, outputs=[run.collected])
 
 
 def collect_step(profile: Profile, run: RunPaths, only: list[str] | None = None) -> dict:
@@ -51,8 +55,7 @@ def collect_step(profile: Profile, run: RunPaths, only: list[str] | None = None)
 @pipeline_task("collect-source", task_run_name="collect-{source}")
 def collect_source_task(profile: dict, run_dir: str, source: str, input_fingerprint: str) -> dict:
     """One source's manifest as JSON. A failure fails only this task run (and is not cached)."""
-    manifest = collect_source_step(Profile.model_validate(profile), RunPaths(Path(run_dir)), source)
-    return manifest.model_dump(mode="json")
+    return collect_source_step(Profile.model_validate(profile), RunPaths(Path(run_dir)), source)
 
 
 @pipeline_task("collect")

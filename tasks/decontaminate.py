@@ -24,7 +24,12 @@ def decontaminate_step(profile: Profile, run: RunPaths) -> dict:
         "stats": stats.model_dump(mode="json"),
     }
     return record_step(
-        run, "decontaminate", summary, parents=("dedup",), inputs={"eval_tasks": hash_directory(tasks_dir)}
+        run,
+        "decontaminate",
+        summary,
+        parents=("dedup",),
+        inputs={"eval_tasks": hash_directory(tasks_dir)},
+        outputs=[run.decontaminated],
     )
 
 

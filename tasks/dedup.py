@@ -19,7 +19,7 @@ def dedup_step(config: DedupConfig, run: RunPaths) -> dict:
         "config_hash": hash_value(config.model_dump(mode="json")),
         "stats": stats.model_dump(mode="json"),
     }
-    return record_step(run, "dedup", summary, parents=("collect",))
+    return record_step(run, "dedup", summary, parents=("collect",), outputs=[run.dedup])
 
 
 @pipeline_task("dedup")

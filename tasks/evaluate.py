@@ -53,6 +53,7 @@ def evaluate_step(
             )
             for name, path in models.items()
         },
+        outputs=[run.eval / name for name in models],
     )
 
 

@@ -43,7 +43,8 @@ def mine_step(
         "stats": stats.model_dump(mode="json"),
     }
     in_run = Path(model_path).resolve().is_relative_to(run.root.resolve())  # else a pretrained base model
-    return record_step(run, "mine", summary, parents=("balance", *(("train-pretrain",) if in_run else ())))
+    parents = ("balance", *(("train-pretrain",) if in_run else ()))
+    return record_step(run, "mine", summary, parents=parents, outputs=[out])
 
 
 @pipeline_task("mine")

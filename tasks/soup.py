@@ -22,6 +22,7 @@ def soup_step(run: RunPaths, ingredients: list[Path]) -> dict:
             "ingredients": [str(p) for p in ingredients],
         },
         parents=tuple(f"train-{p.name}" for p in ingredients),
+        outputs=[output],
     )
 
 

@@ -62,6 +62,7 @@ def train_step(
             "loss_curve": str(output / CURVE_FILE),
         },
         parents=(("mine" if data_dir else "balance"), *(("train-pretrain",) if init_from else ())),
+        outputs=[output],
     )
 
 

@@ -41,6 +41,7 @@ def known_errors() -> tuple[type[Exception], ...]:
     from data_catalog.collect import CollectError
     from data_catalog.loaders import SourceError
     from kalm.evaluation import TaskDataUnavailable, TaskSelectionError, TaskSpecError
+    from kalm.run.lock import RunLocked
     from kalm.run.profile import ProfileError
     from training.backbone import UnsupportedArchitecture
     from training.soup import SoupError
@@ -55,6 +56,7 @@ def known_errors() -> tuple[type[Exception], ...]:
         TaskSelectionError,
         TaskDataUnavailable,
         TaskSpecError,
+        RunLocked,
         FileNotFoundError,
     )
 

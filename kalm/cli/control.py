@@ -1,13 +1,18 @@
 """The processes behind ``kalm serve`` / ``kalm stop``: a local Prefect server, the work pool, the deployments, a worker.
 
-Everything binds to loopback. Process ids and logs live in the state directory (``.state/`` by default), so
+Everything binds to loopback unless ``KALM_SERVER_HOST`` / ``kalm serve --host`` says otherwise, and then only
+with Prefect's basic authentication on (``PREFECT_SERVER_API_AUTH_STRING`` from the environment, never from a
+file of the project). Process ids and logs live in the state directory (``.state/`` by default), so
 ``kalm stop`` can end exactly what ``kalm serve`` started.
 """
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,22 +22,61 @@ from pathlib import Path
 from kalm.settings import PROJECT_ROOT, Settings
 
 PREFECT = [sys.executable, "-m", "prefect"]
+SERVER_AUTH = "PREFECT_SERVER_API_AUTH_STRING"
+CLIENT_AUTH = "PREFECT_API_AUTH_STRING"
+
+
+class AuthRequired(RuntimeError):
+    """A server reachable beyond this machine without authentication was asked for."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def check_auth(settings: Settings) -> None:
+    """Refuse a non-loopback bind unless the server's basic-auth string is set in the environment."""
+    if not is_loopback(settings.server_host) and not os.environ.get(SERVER_AUTH):
+        raise AuthRequired(
+            f"the Prefect server would listen on {settings.server_host} without authentication: set "
+            f"{SERVER_AUTH}=user:password (and {CLIENT_AUTH} on clients) in the environment, see README 'Security'"
+        )
 
 
 def api_url(settings: Settings) -> str:
-    return f"http://{settings.server_host}:{settings.server_port}/api"
+    """Where this machine's clients reach the server (loopback when it listens on every address)."""
+    host = "127.0.0.1" if settings.server_host in ("0.0.0.0", "::") else settings.server_host
+    return f"http://{host}:{settings.server_port}/api"
 
 
 def server_env(settings: Settings) -> dict[str, str]:
+    """The environment of the server, the worker and ``prefect deploy``: the clients started here use the
+    server's own credentials unless a client auth string is set."""
     env = dict(os.environ)
+    if env.get(SERVER_AUTH) and not env.get(CLIENT_AUTH):
+        env[CLIENT_AUTH] = env[SERVER_AUTH]
+    env.setdefault("PREFECT_UI_API_URL", ui_api_url(settings))
     env.update(
         PREFECT_API_URL=api_url(settings),
         PREFECT_HOME=str(settings.state_dir / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_API_URL=api_url(settings),
         KALM_RUNS_DIR=str(settings.runs_dir),
     )
     return env
+
+
+def ui_api_url(settings: Settings) -> str:
+    """The API address the UI's browsers use: this machine's name when it listens beyond loopback
+    (``PREFECT_UI_API_URL`` in the environment wins, e.g. behind a proxy)."""
+    if is_loopback(settings.server_host):
+        return api_url(settings)
+    host = socket.getfqdn() if settings.server_host in ("0.0.0.0", "::") else settings.server_host
+    return f"http://{host}:{settings.server_port}/api"
 
 
 def _spawn(name: str, command: list[str], settings: Settings) -> int:
@@ -54,7 +98,7 @@ def wait_healthy(settings: Settings, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(api_url(settings) + "/health", timeout=2) as response:
+            with urllib.request.urlopen(authorized(api_url(settings) + "/health"), timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -65,7 +109,17 @@ def wait_healthy(settings: Settings, timeout_s: float = 120.0) -> None:
     )
 
 
+def authorized(url: str) -> urllib.request.Request:
+    """A request to the API carrying the client's basic-auth credentials when they are set."""
+    request = urllib.request.Request(url)
+    credentials = os.environ.get(CLIENT_AUTH) or os.environ.get(SERVER_AUTH)
+    if credentials:
+        request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
+    return request
+
+
 def start_server(settings: Settings) -> None:
+    check_auth(settings)
     _spawn(
         "server",
         [*PREFECT, "server", "start", "--host", settings.server_host, "--port", str(settings.server_port)],

@@ -66,6 +66,7 @@ def evaluate(
     Scores are recorded in the results store; tasks it already holds for this exact model are not re-run.
     """
     from flows.evaluate import evaluate as evaluate_flow
+    from kalm.run.lock import ensure_free
     from kalm.run.profile import load_profile
 
     options = {
@@ -75,6 +76,7 @@ def evaluate(
     }
     resolved = checked(lambda: load_profile(profile))
     run = checked(lambda: _run_paths(run_id, runs_dir))
+    checked(lambda: ensure_free(run))
     request = checked(
         lambda: resolved.task_request(run, **options, one_model=model is not None), (ValueError,)
     )

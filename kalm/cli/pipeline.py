@@ -21,18 +21,21 @@ from kalm.cli.app import (
 from kalm.run.paths import RunPaths
 
 
-def _check_inputs(profile: str, catalog: Path | None = None) -> None:
-    """Load the profile (and the catalog) now, so a bad file is one line before any flow starts."""
+def _check_inputs(profile: str, run_id: str, runs_dir: Path | None, catalog: Path | None = None) -> None:
+    """Load the profile (and the catalog) and check no other run holds the run directory, so a bad file or a
+    busy run is one line before any flow starts."""
+    from kalm.run.lock import ensure_free
     from kalm.run.profile import load_profile
 
     resolved = checked(lambda: load_profile(profile).with_overrides(str(catalog) if catalog else None))
     checked(lambda: resolved.resolve_catalog(RunPaths(Path("."))))
+    checked(lambda: ensure_free(RunPaths.for_run(run_id, runs_dir)))
 
 
 def _data_flow(profile: str, run_id: str, runs_dir: Path | None, step: str, **params) -> dict:
     from flows.build_data import build_data
 
-    _check_inputs(profile, params.get("catalog"))
+    _check_inputs(profile, run_id, runs_dir, params.get("catalog"))
     if params.get("catalog") is not None:
         params["catalog"] = str(Path(params["catalog"]).resolve())
     data = run_flow(
@@ -46,7 +49,7 @@ def run(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: RunsD
     """Run the full pipeline as the ``full-run`` Prefect flow (completed steps are cached)."""
     from flows.full_run import full_run
 
-    _check_inputs(profile)
+    _check_inputs(profile, run_id, runs_dir)
     result = run_flow(full_run, profile=profile, run_id=run_id, runs_dir=runs_dir_param(runs_dir))
     console.print(f"[bold green]done[/] — report: {result['report']}")
 
@@ -100,7 +103,7 @@ def balance(profile: ProfileOpt = "demo", run_id: RunIdOpt = "demo", runs_dir: R
 def _train_flow(profile: str, run_id: str, runs_dir: Path | None, **params) -> dict:
     from flows.train import train
 
-    _check_inputs(profile)
+    _check_inputs(profile, run_id, runs_dir)
     return run_flow(train, profile=profile, run_id=run_id, runs_dir=runs_dir_param(runs_dir), **params)
 
 
@@ -141,7 +144,7 @@ def soup(run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None, profile: Profil
     """Average the run's fine-tuned checkpoints into ``checkpoints/soup``."""
     from flows.soup import soup as soup_flow
 
-    _check_inputs(profile)
+    _check_inputs(profile, run_id, runs_dir)
     summary = run_flow(soup_flow, profile=profile, run_id=run_id, runs_dir=runs_dir_param(runs_dir))
     console.print(f"soup of {len(summary['ingredients'])} checkpoints → {summary['checkpoint']}")
 
@@ -151,6 +154,6 @@ def report(run_id: RunIdOpt = "demo", runs_dir: RunsDirOpt = None, profile: Prof
     """Rewrite ``report.md`` from the run's recorded step summaries."""
     from flows.report import report as report_flow
 
-    _check_inputs(profile)
+    _check_inputs(profile, run_id, runs_dir)
     path = run_flow(report_flow, profile=profile, run_id=run_id, runs_dir=runs_dir_param(runs_dir))
     console.print(f"report: {path}")

@@ -14,6 +14,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from kalm.run.paths import write_json
 from kalm.settings import PROJECT_ROOT
 
 PACKAGES = (
@@ -79,7 +80,7 @@ def write_lineage(
     }
     folder = root / "lineage"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{step}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_json(folder / f"{step}.json", record)
     return record
 
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from kalm.settings import get_settings
+
+
+def write_json(path: Path, value: object, indent: int = 2) -> None:
+    """Write JSON atomically (a temporary file, then a rename): a concurrent reader sees the old or the new
+    record, never half of one (sources collect in parallel threads and record their steps as they finish)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(value)}.tmp")
+    tmp.write_text(json.dumps(value, indent=indent, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def checkpoint_name(stage: str, seed: int | None = None) -> str:

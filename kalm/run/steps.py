@@ -7,9 +7,12 @@ A flow that starts half-way (``train`` after ``build-data``, one CLI stage) find
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from pathlib import Path
 
 from kalm.run.lineage import write_lineage
-from kalm.run.paths import RunPaths
+from kalm.run.outputs import write_outputs
+from kalm.run.paths import RunPaths, write_json
 
 
 class MissingStepError(FileNotFoundError):
@@ -22,20 +25,28 @@ def record_step(
     summary: dict,
     parents: tuple[str, ...] = (),
     inputs: dict[str, str] | None = None,
+    outputs: Iterable[Path] = (),
 ) -> dict:
-    """Keep a step's summary in ``steps/<name>.json`` and its lineage record; returns the summary."""
+    """Keep a step's summary in ``steps/<name>.json``, the files it wrote (``outputs``, files or folders) in
+    ``steps/<name>.outputs.json`` and its lineage record; returns the summary."""
     run.steps.mkdir(parents=True, exist_ok=True)
-    recorded_steps = read_steps(run)
-    parent_fps = {parent: recorded_steps.get(parent, {}).get("fingerprint", "unknown") for parent in parents}
-    (run.steps / f"{name}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    parent_fps = {parent: _read(run, parent).get("fingerprint", "unknown") for parent in parents}
+    write_outputs(run, name, outputs)
+    write_json(run.steps / f"{name}.json", summary)
     write_lineage(run.root, name, summary, parent_fps, inputs or {})
     return summary
+
+
+def _read(run: RunPaths, step: str) -> dict:
+    path = run.steps / f"{step}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def read_steps(run: RunPaths) -> dict[str, dict]:
     if not run.steps.exists():
         return {}
-    return {p.stem: json.loads(p.read_text()) for p in sorted(run.steps.glob("*.json"))}
+    summaries = (p for p in sorted(run.steps.glob("*.json")) if not p.name.endswith(".outputs.json"))
+    return {p.stem: json.loads(p.read_text()) for p in summaries}
 
 
 def recorded(run: RunPaths, step: str, produced_by: str) -> dict:
