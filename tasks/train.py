@@ -16,6 +16,7 @@ from kalm.report import training_markdown
 from kalm.run.paths import RunPaths, checkpoint_name
 from kalm.run.profile import Profile
 from kalm.run.steps import record_step
+from tasks._artifacts import artifact_key, in_run, publish_link, publish_markdown
 from tasks._prefect import pipeline_task
 from training.job import TrainJob
 from training.launch import run_in_process, run_with_ray
@@ -122,20 +123,13 @@ class StepProgress:
 
 def step_logger() -> Logger:
     """The Prefect run logger inside a run (its lines carry the run, even from another thread), else ours."""
-    from prefect.context import FlowRunContext, TaskRunContext
     from prefect.logging import get_run_logger
 
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return logging.getLogger(__name__)
-    return get_run_logger()
+    return get_run_logger() if in_run() else logging.getLogger(__name__)
 
 
 def publish_training_summary(name: str, summary: dict) -> None:
-    """The stage's telemetry as the ``train-<name>`` Markdown artifact, when inside a Prefect run."""
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return
-    key = "train-" + "".join(c if c.isalnum() else "-" for c in name.lower())
-    create_markdown_artifact(training_markdown(name, summary), key=key, description=f"training: {name}")
+    """The stage's telemetry as the ``train-<name>`` Markdown artifact and a link to its loss curve."""
+    publish_markdown(training_markdown(name, summary), artifact_key("train", name), f"training: {name}")
+    if Path(summary["loss_curve"]).exists():
+        publish_link(Path(summary["loss_curve"]), f"loss curve: {name}", f"training loss per step: {name}")
