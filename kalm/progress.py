@@ -42,8 +42,7 @@ class ProgressLog:
         self.logger, self.label, self.total, self.unit = logger, label, total, unit
         self.every_s, self.every_fraction, self.clock = every_s, every_fraction, clock
         self.lines = 0
-        now = clock()
-        self._line_at = now  # when the last line was due: time cadence counts from the start
+        self._line_at = 0.0  # when the last line was logged (the first update starts the clock)
         self._rate_from: tuple[float, int] | None = None  # (time, done) the next line's rate is measured from
         self._next_mark = self._mark_after(0)
 
@@ -59,8 +58,9 @@ class ProgressLog:
         return due
 
     def finish(self, done: int, **details: Any) -> None:
-        """The closing line, when the step was long enough to have logged before (else it stays quiet)."""
-        if self.lines:
+        """The closing line, when the step was long enough to have logged before (else it stays quiet) and
+        has done more since its last line."""
+        if self.lines and self._rate_from is not None and done != self._rate_from[1]:
             self._log(done, self.clock(), details)
 
     def _log(self, done: int, now: float, details: dict[str, Any]) -> None:
