@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections import Counter
@@ -25,6 +26,9 @@ from data_catalog.schema import CANONICAL_SCHEMA, QUARANTINE_SCHEMA, SCHEMA_VERS
 from data_catalog.shards import ShardInfo, ShardWriter
 from data_catalog.transforms import Rejected, run_transform
 from kalm.hashing import hash_file
+from kalm.progress import ProgressLog
+
+logger = logging.getLogger(__name__)
 
 
 class CollectError(RuntimeError):
@@ -149,7 +153,9 @@ def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> 
     dropped: Counter[str] = Counter()
     records = _Counted(iter_records(source, resolved.path_of(source), resolved.root))
     written = 0
+    progress = ProgressLog(logger, f"collect {source.name}", unit="rows")
     for item in run_transform(source, records, limits.max_text_chars, dropped, resolved.root):
+        progress.update(records.count)
         if isinstance(item, Rejected):
             reasons[_reason_key(item.reason)] += 1
             raw = _printable(item.raw)
@@ -167,6 +173,7 @@ def collect_source(resolved: ResolvedCatalog, source: Source, out_dir: Path) -> 
         written += 1
     rows.close()
     quarantine.close()
+    progress.finish(records.count, written=written)
     manifest = SourceManifest(
         source=source.name,
         stage=source.stage.value,

@@ -1,7 +1,7 @@
 """The ``reevaluate`` flow: score every registered model on every configured task it lacks a current result for.
 
 Deployed nightly (``reevaluate/nightly`` in prefect.yaml). The work is `kalm.results.reevaluate_all`; the flow
-adds the Prefect run record and publishes the leaderboard as a Markdown artifact.
+adds the Prefect run record and publishes the leaderboard (a Markdown artifact and a sortable table).
 """
 
 from __future__ import annotations
@@ -9,16 +9,26 @@ from __future__ import annotations
 from prefect import flow
 
 import flows._common  # noqa: F401 - process defaults (offline mode) before heavy imports
-from kalm.results import build_leaderboard, open_store, reevaluate_all, to_markdown
+from kalm.results import Leaderboard, build_leaderboard, open_store, reevaluate_all, to_markdown
+from tasks._artifacts import publish_markdown, publish_table
 
 
-def publish_leaderboard(markdown: str) -> None:
-    """The leaderboard as the ``kalm-leaderboard`` artifact, when running inside a Prefect flow run."""
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is not None:
-        create_markdown_artifact(markdown, key="kalm-leaderboard", description="MTK/MTY leaderboard")
+def publish_leaderboard(board: Leaderboard) -> None:
+    """The leaderboard as the ``kalm-leaderboard`` Markdown artifact and its summary as the
+    ``kalm-leaderboard-summary`` table (sortable in the UI), when running inside a Prefect flow run."""
+    publish_markdown(
+        to_markdown(board), "kalm-leaderboard", "MTK/MTY leaderboard, per family and per task (×100)"
+    )
+    rows = [
+        {
+            "model": str(label),
+            "stage": row["stage"] if isinstance(row["stage"], str) else "",
+            "tasks": int(row["n_tasks"]),
+        }
+        | {"MTK": round(100 * float(row["MTK"]), 2), "MTY": round(100 * float(row["MTY"]), 2)}
+        for label, row in board.entries.iterrows()
+    ]
+    publish_table(rows, "kalm-leaderboard-summary", "MTK and MTY per model (×100)")
 
 
 @flow(name="reevaluate")
@@ -42,5 +52,5 @@ def reevaluate(
     summary = reevaluate_all(
         results_store, tasks_dir, task_names, batch_size=batch_size, use_instructions=use_instructions
     )
-    publish_leaderboard(to_markdown(build_leaderboard(results_store)))
+    publish_leaderboard(build_leaderboard(results_store))
     return summary

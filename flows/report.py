@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 
 from flows._common import open_run, run_step
 from kalm.run.paths import RunPaths
 from kalm.run.steps import read_steps, recorded
+from tasks._artifacts import artifact_key, publish_report
 from tasks.report import report_task
 
 
 def report_steps(run: RunPaths, data: dict, trains: dict, evaluation: dict) -> str:
-    """The report task, then the report as the run's ``report-<run>`` Markdown artifact."""
+    """The report task, then the report as the run's ``report-<run>`` Markdown artifact, with links to the
+    report file and its figures."""
     markdown = run_step(report_task, run, "report", str(run.root), data, trains, evaluation)["markdown"]
-    create_markdown_artifact(
-        markdown=markdown,
-        key=f"report-{run.root.name}".lower().replace("_", "-"),
-        description=f"kalm-pipeline report for run {run.root.name}",
+    publish_report(
+        run.report,
+        markdown,
+        artifact_key("report", run.root.name),
+        f"kalm-pipeline report of run {run.root.name}",
     )
     get_run_logger().info("report: %s", run.report)
     return markdown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,12 @@ def render_report(
     evaluation: Mapping[str, Mapping],
     figures_dir: Path | None = None,
 ) -> str:
-    """The run's markdown report from its step summaries (``data``: collect/dedup/decontaminate/balance)."""
+    """The run's markdown report from its step summaries (``data``: collect/dedup/decontaminate/balance).
+
+    With ``figures_dir`` (a folder next to the report) every plot is written or copied there and linked
+    relative to the report, so the report and that folder can be moved or copied together; without it the
+    report has no images.
+    """
     from kalm.dedup.report import category_table_markdown, contamination_markdown, write_cluster_histogram
 
     collect, dedup, balance = data["collect"], data["dedup"], data["balance"]
@@ -75,9 +81,9 @@ def render_report(
     )
     if figures_dir is not None and stats.get("cluster_size_histogram"):
         figure = write_cluster_histogram(stats["cluster_size_histogram"], figures_dir)
-        lines += [f"![duplicate cluster sizes]({figure.parent.name}/{figure.name})", ""]
+        lines += [_image("duplicate cluster sizes", figure, figures_dir), ""]
     if data.get("mine"):
-        lines += _mining_lines(data["mine"])
+        lines += _mining_lines(data["mine"], figures_dir)
     lines += ["## Training", ""]
     lines += _table(
         ["checkpoint", "steps", "examples", "first loss", "final loss", "wall s"],
@@ -93,6 +99,7 @@ def render_report(
             for name, t in trains.items()
         ],
     )
+    lines += _loss_curves(trains, figures_dir)
     lines += ["## Evaluation (mteb main scores, ×100)", ""]
     tasks = sorted({task for result in evaluation.values() for task in result["scores"]})
     rows = []
@@ -115,7 +122,31 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f}"
 
 
-def _mining_lines(mine: Mapping) -> list[str]:
+def _image(alt: str, figure: Path, figures_dir: Path) -> str:
+    """A Markdown image of a file in ``figures_dir``, linked relative to the report (the folder's parent)."""
+    return f"![{alt}]({figures_dir.name}/{figure.relative_to(figures_dir).as_posix()})"
+
+
+def _copied(source: str | None, figures_dir: Path | None, name: str) -> Path | None:
+    """A step's plot copied into the report's figures folder (None when there is no folder or no plot)."""
+    if figures_dir is None or not source or not Path(source).is_file():
+        return None
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    target = figures_dir / name
+    shutil.copyfile(source, target)
+    return target
+
+
+def _loss_curves(trains: Mapping[str, Mapping], figures_dir: Path | None) -> list[str]:
+    lines = []
+    for name, summary in trains.items():
+        figure = _copied(summary.get("loss_curve"), figures_dir, f"loss_{name}.png")
+        if figure is not None and figures_dir is not None:
+            lines += [_image(f"loss curve: {name}", figure, figures_dir), ""]
+    return lines
+
+
+def _mining_lines(mine: Mapping, figures_dir: Path | None = None) -> list[str]:
     stats = mine["stats"]
     lines = [
         "## Hard-negative mining",
@@ -130,8 +161,9 @@ def _mining_lines(mine: Mapping) -> list[str]:
     drops += [["rejected candidate", k, v] for k, v in stats["rejected_candidates"].items()]
     if drops:
         lines += _table(["what", "reason", "count"], drops)
-    if mine.get("plot"):
-        lines += [f"![mined score distributions]({mine['plot']})", ""]
+    figure = _copied(mine.get("plot"), figures_dir, "mined_scores.png")
+    if figure is not None and figures_dir is not None:
+        lines += [_image("mined score distributions", figure, figures_dir), ""]
     return lines
 
 

@@ -16,6 +16,7 @@ from kalm.results import evaluate_model, soup_parents
 from kalm.run.paths import RunPaths
 from kalm.run.profile import Profile
 from kalm.run.steps import record_step
+from tasks._artifacts import artifact_key, publish_table, score_rows
 from tasks._prefect import pipeline_task
 
 
@@ -84,18 +85,24 @@ def evaluate_task(
     request: dict | None = None,
     store: str | None = None,
 ) -> dict:
-    return evaluate_step(
+    summary = evaluate_step(
         Profile.model_validate(profile),
         RunPaths(Path(run_dir)),
         models,
         TaskRequest.model_validate(request) if request is not None else None,
         store,
     )
+    run_id = Path(run_dir).name
+    publish_table(score_rows(summary), artifact_key("scores", run_id), f"main scores ×100 of run {run_id}")
+    return summary
 
 
 @pipeline_task("score-model", cached=False)
 def score_model_task(profile: dict, model: str, output: str, request: dict, store: str | None = None) -> dict:
     """Not cached by Prefect: the results store already answers a model it has scored."""
-    return score_model_step(
+    summary = score_model_step(
         Profile.model_validate(profile), Path(model), Path(output), TaskRequest.model_validate(request), store
     )
+    name = Path(model).name
+    publish_table(score_rows({name: summary}), artifact_key("scores", name), f"main scores ×100 of {model}")
+    return summary

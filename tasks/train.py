@@ -7,13 +7,16 @@ files), and inside a Prefect run the stage's summary is also published as a Mark
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from kalm.hashing import hash_file, hash_value
+from kalm.progress import Logger, ProgressLog
 from kalm.report import training_markdown
 from kalm.run.paths import RunPaths, checkpoint_name
 from kalm.run.profile import Profile
 from kalm.run.steps import record_step
+from tasks._artifacts import artifact_key, in_run, publish_link, publish_markdown
 from tasks._prefect import pipeline_task
 from training.job import TrainJob
 from training.launch import run_in_process, run_with_ray
@@ -41,10 +44,13 @@ def train_step(
         scaling=profile.train.scaling,
     )
     output = run.checkpoint(name)
+    progress = StepProgress(step_logger(), f"train {name}")
     if profile.launcher == "local":
-        metrics = run_in_process(job, output, state_dir=run.train_state(name))
+        metrics = run_in_process(job, output, state_dir=run.train_state(name), on_step=progress)
     else:
-        metrics = run_with_ray(job, output, profile.train.scaling, run.ray_storage, profile.ray_address, name)
+        metrics = run_with_ray(
+            job, output, profile.train.scaling, run.ray_storage, profile.ray_address, name, on_step=progress
+        )
     return record_step(
         run,
         f"train-{name}",
@@ -89,12 +95,42 @@ def train_task(
     return summary
 
 
-def publish_training_summary(name: str, summary: dict) -> None:
-    """The stage's telemetry as the ``train-<name>`` Markdown artifact, when inside a Prefect run."""
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
+class StepProgress:
+    """Progress lines for a training stage from its step records (``train_steps.jsonl``, followed by the driver).
 
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return
-    key = "train-" + "".join(c if c.isalnum() else "-" for c in name.lower())
-    create_markdown_artifact(training_markdown(name, summary), key=key, description=f"training: {name}")
+    Timed by the records' own step durations, not by when the driver reads them: the driver reads the log in
+    batches, and a resumed stage replays the steps it already has.
+    """
+
+    def __init__(self, logger: Logger, label: str) -> None:
+        self.logger, self.label = logger, label
+        self.train_seconds = 0.0
+        self.log: ProgressLog | None = None
+
+    def __call__(self, record: dict) -> None:
+        self.train_seconds += float(record.get("seconds") or 0.0)
+        if self.log is None:
+            self.log = ProgressLog(
+                self.logger,
+                self.label,
+                int(record["total_steps"]),
+                "steps",
+                every_fraction=0.25,
+                clock=lambda: self.train_seconds,
+            )
+        details = {"loss": float(record["loss"]), "tokens/s": float(record["tokens_per_s"])}
+        self.log.update(int(record["step"]), **details)
+
+
+def step_logger() -> Logger:
+    """The Prefect run logger inside a run (its lines carry the run, even from another thread), else ours."""
+    from prefect.logging import get_run_logger
+
+    return get_run_logger() if in_run() else logging.getLogger(__name__)
+
+
+def publish_training_summary(name: str, summary: dict) -> None:
+    """The stage's telemetry as the ``train-<name>`` Markdown artifact and a link to its loss curve."""
+    publish_markdown(training_markdown(name, summary), artifact_key("train", name), f"training: {name}")
+    if Path(summary["loss_curve"]).exists():
+        publish_link(Path(summary["loss_curve"]), f"loss curve: {name}", f"training loss per step: {name}")

@@ -4,7 +4,7 @@ imports included), so an arrow pointing up or an import circle fails here rather
 Floors, top to bottom: the CLI (``kalm.cli``) and ``benchmarks``; ``flows``; ``tasks`` (a plain step and its
 cached task); the run layer (``kalm.run``); the domain libraries (``kalm``'s dedup, balance, mining,
 evaluation, results and report, ``data_catalog``, ``training``); the ground helpers (``kalm.settings``,
-``kalm.hashing``, ``kalm.runtime``, ``kalm.markdown``).
+``kalm.hashing``, ``kalm.runtime``, ``kalm.markdown``, ``kalm.progress``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("kalm", "flows", "tasks", "data_catalog", "training", "benchmarks")
-GROUND = ("kalm.settings", "kalm.hashing", "kalm.runtime", "kalm.markdown")
+GROUND = ("kalm.settings", "kalm.hashing", "kalm.runtime", "kalm.markdown", "kalm.progress")
 DOMAIN = ("kalm.dedup", "kalm.balance", "kalm.mining", "kalm.evaluation", "kalm.results", "kalm.report")
 MAX_MODULE_LINES = 300
 MAX_CLI_FUNCTION_LINES = 80

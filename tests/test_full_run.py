@@ -1,9 +1,11 @@
-"""End to end: the full-run flow on the demo profile, a cached re-run, and a SIGKILL mid-training then resume."""
+"""End to end: the full-run flow on the demo profile, a cached re-run, and a SIGKILL mid-training then resume;
+what the run's log and artifacts show a person (progress lines, no library progress bars, scores, links)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +104,53 @@ def test_rerun_is_all_cached(uninterrupted):
     assert again.result()["evaluation"] == first.result()["evaluation"]
 
 
+# A third-party progress bar as it lands in a log: "Loading weights: 100%|██████████| 26/26 [00:00<00:00, …]".
+PROGRESS_BAR = re.compile(r"\d+%\|.*\|")
+
+
+def flow_run_logs(flow_run_id) -> list[str]:
+    """Every log line of the flow run and its task runs, as the Prefect UI shows them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)  # logs go to the API in the background
+    found: list[str] = []
+    with get_client(sync_client=True) as client:
+        while page := client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200, offset=len(found)
+        ):
+            found += [log.message for log in page]
+    return found
+
+
+def test_flow_log_shows_our_progress_and_artifacts_what_to_look_at(uninterrupted):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    run_dir, state = uninterrupted
+    flow_run_id = state.state_details.flow_run_id
+    logs = flow_run_logs(flow_run_id)
+    assert not [line for line in logs if PROGRESS_BAR.search(line)]
+    for name in CHECKPOINTS[:3]:
+        assert any(
+            re.match(rf"train {name}: \d+/\d+ steps \(100%\), [\d.,]+ steps/s", line) for line in logs
+        ), name
+    for name in CHECKPOINTS:
+        assert any(line.startswith(f"evaluate e2e/{name}: task 6/6 ") for line in logs), name
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    (scores,) = [a for a in artifacts if a.key == "scores-e2e"]
+    rows = json.loads(scores.data) if isinstance(scores.data, str) else scores.data
+    assert len(rows) == len(CHECKPOINTS) * (len(EXPECTED_TASKS) + 2)  # every task, then MTK and MTY
+    links = [a.data for a in artifacts if a.type == "markdown" and a.key is None]
+    assert any(link.endswith(f"({(run_dir / 'report.md').resolve().as_uri()})") for link in links), links
+    assert sum("/figures/" in link for link in links) >= 3, links
+
+
 def kalm_run(runs_dir: Path, log: Path) -> subprocess.Popen:
     env = dict(os.environ)
     for key in [k for k in env if k.startswith("PREFECT_API")]:
@@ -146,6 +195,8 @@ def test_sigkill_during_training_then_resume(uninterrupted, tmp_path):
     second = kalm_run(tmp_path, tmp_path / "second.log")
     assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
     log = (tmp_path / "second.log").read_text()
+    for console in ((tmp_path / "first.log").read_text(), log):  # no library bars, our own progress lines
+        assert not PROGRESS_BAR.search(console) and re.search(r"train \S+: \d+/\d+ steps", console)
     for step in ("collect", "dedup", "balance"):
         assert f"Task run '{step}-" in log
     cached = [line for line in log.splitlines() if "Finished in state Cached" in line]

@@ -142,6 +142,9 @@ class DeepSpeedEngine:
         per_rank_batch: int,
     ) -> None:
         extensions_dir()
+        # The device is known here; left to detect it, DeepSpeed warns "Setting accelerator to CPU. If you have
+        # GPU or other accelerator, we were unable to detect it." on every CPU rank.
+        os.environ.setdefault("DS_ACCELERATOR", device.type)
         import deepspeed
 
         if device.type == "cpu":

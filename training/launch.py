@@ -11,6 +11,7 @@ successful run the driver deletes the run's Ray storage, so a later run of the s
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -22,9 +23,11 @@ from training.export import EXPORT_DIR, METRICS_FILE, write_export
 from training.job import TrainJob
 from training.loop import StageMetrics, train_stage
 from training.model import EmbeddingModel
-from training.telemetry import STEPS_FILE, ProgressBar
+from training.telemetry import STEPS_FILE, ProgressBar, quiet_library_bars
 
 __all__ = ["METRICS_FILE", "init_ray", "run_in_process", "run_with_ray"]
+
+StepCallback = Callable[[dict[str, Any]], None]
 
 
 class LocalCheckpointer:
@@ -69,16 +72,19 @@ def _exporter(job: TrainJob) -> Callable[[Path, EmbeddingModel | None, StageMetr
     return export
 
 
-def run_in_process(job: TrainJob, output_dir: Path, state_dir: Path | None = None) -> dict:
+def run_in_process(
+    job: TrainJob, output_dir: Path, state_dir: Path | None = None, on_step: StepCallback | None = None
+) -> dict:
     """Single-process training (world size 1); with ``state_dir``, resumable checkpoints go there and a rerun
-    continues from the latest one. They are deleted once the stage's model is written."""
+    continues from the latest one. They are deleted once the stage's model is written. ``on_step`` sees each
+    step's telemetry record (with ``state_dir``, whose step log it follows)."""
     from training.checkpointing import latest_checkpoint
 
     checkpointer = LocalCheckpointer(state_dir, job.scaling.keep_checkpoints) if state_dir else None
     resume = latest_checkpoint(state_dir) if state_dir else None
     if state_dir is not None:
         job = job.model_copy(update={"log_dir": str(state_dir)})
-    bar = ProgressBar(job.stage.name)
+    bar = ProgressBar(job.stage.name, on_record=on_step)
     if job.log_dir:
         bar.follow(Path(job.log_dir) / STEPS_FILE)
     try:
@@ -106,6 +112,7 @@ def _ray_worker(config: dict) -> None:
     import ray.train
     import torch
 
+    quiet_library_bars()
     torch.set_num_threads(max(1, int(config.pop("threads_per_worker", 1))))
     job = TrainJob.model_validate(config)
     context = ray.train.get_context()
@@ -134,6 +141,7 @@ def init_ray(address: str | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        _quiet_token_notice()
         ray.init(
             address="local",
             _node_ip_address="127.0.0.1",
@@ -143,6 +151,20 @@ def init_ray(address: str | None = None) -> None:
         )
 
 
+class _DropTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_token_notice() -> None:
+    """A new local Ray enables token auth by default and says so in every run's log; the notice is dropped
+    (the opposite notice, auth disabled, is kept). Setting ``RAY_AUTH_MODE=token`` instead would have to
+    happen before ``import ray``, which caches the mode."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropTokenNotice) for f in logger.filters):
+        logger.addFilter(_DropTokenNotice())
+
+
 def run_with_ray(
     job: TrainJob,
     output_dir: Path,
@@ -150,8 +172,11 @@ def run_with_ray(
     storage_dir: Path,
     ray_address: str | None = None,
     name: str | None = None,
+    on_step: StepCallback | None = None,
 ) -> dict:
-    """Train with ``scaling.num_workers`` Ray workers: DDP (gloo/nccl) or DeepSpeed ZeRO, per ``scaling``."""
+    """Train with ``scaling.num_workers`` Ray workers: DDP (gloo/nccl) or DeepSpeed ZeRO, per ``scaling``.
+
+    ``on_step`` sees each step's telemetry record as rank 0 writes it (the driver follows the step log)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -176,7 +201,7 @@ def run_with_ray(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=scaling.keep_checkpoints),
         ),
     )
-    bar = ProgressBar(name)
+    bar = ProgressBar(name, on_record=on_step)
     bar.follow(run_dir / STEPS_FILE)
     try:
         result = trainer.fit()

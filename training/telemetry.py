@@ -1,4 +1,5 @@
-"""Per-step observability: loss, learning rate, tokens/s and estimated MFU, as JSONL, a PNG and a progress bar.
+"""Per-step observability: loss, learning rate, tokens/s and estimated MFU, as JSONL, a PNG and a progress bar
+(or, through ``on_record``, whatever the caller makes of each step: the pipeline logs progress lines).
 
 MFU (model FLOPs utilisation) is estimated the usual way — ``6 × parameters × tokens / seconds / peak`` — with
 the peak of the whole worker group. The peak per worker is ``ScalingConfig.peak_tflops_per_worker`` when set,
@@ -13,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +111,40 @@ def plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> No
     plt.close(fig)
 
 
+def quiet_library_bars() -> None:
+    """No Hugging Face progress bars in this process: for Ray workers, whose output goes to log files only.
+
+    Switched off after import, so it holds whatever the worker's environment says (an interactive driver
+    keeps its own bars, and a local Ray's workers inherit the driver's environment).
+    """
+    import huggingface_hub.utils
+    from transformers.utils import logging as transformers_logging
+
+    huggingface_hub.utils.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+
+
 class ProgressBar:
     """A tqdm bar over steps; ``follow`` tails a JSONL step log from another process (Ray workers' output
-    does not reach the driver's terminal)."""
+    does not reach the driver's terminal) and also hands each record to ``on_record`` (e.g. progress lines
+    for the flow run's log), bar or no bar."""
 
-    def __init__(self, description: str, enabled: bool | None = None) -> None:
+    def __init__(
+        self,
+        description: str,
+        enabled: bool | None = None,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.enabled = progress_enabled() if enabled is None else enabled
+        self.on_record = on_record
         self._bar: Any = None
         self._description = description
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def update(self, record: dict[str, Any]) -> None:
+        if self.on_record is not None:
+            self.on_record(record)
         if not self.enabled:
             return
         if self._bar is None:
@@ -131,22 +155,28 @@ class ProgressBar:
         self._bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
 
     def follow(self, path: Path, interval: float = 0.5) -> None:
-        if not self.enabled:
+        if not self.enabled and self.on_record is None:
             return
 
+        offset = 0
+
+        def read_new() -> None:
+            nonlocal offset
+            if not path.exists():
+                return
+            text = path.read_text(encoding="utf-8")
+            if len(text) < offset:
+                offset = 0  # rewritten after a restart
+            lines = text[offset:].split("\n")
+            offset += len("\n".join(lines[:-1])) + (1 if len(lines) > 1 else 0)
+            for line in lines[:-1]:
+                if line.strip():
+                    self.update(json.loads(line))
+
         def tail() -> None:
-            offset = 0
             while not self._stop.wait(interval):
-                if not path.exists():
-                    continue
-                text = path.read_text(encoding="utf-8")
-                if len(text) < offset:
-                    offset = 0  # rewritten after a restart
-                lines = text[offset:].split("\n")
-                offset += len("\n".join(lines[:-1])) + (1 if len(lines) > 1 else 0)
-                for line in lines[:-1]:
-                    if line.strip():
-                        self.update(json.loads(line))
+                read_new()
+            read_new()  # the last steps, written after the previous look
 
         self._thread = threading.Thread(target=tail, daemon=True)
         self._thread.start()

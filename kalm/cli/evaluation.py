@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,8 @@ from kalm.cli.app import (
     run_flow,
     runs_dir_param,
 )
+from kalm.cli.output import Format, FormatOpt, note, write_csv, write_json
+from kalm.markdown import table as markdown_table
 
 StoreOpt = Annotated[Path | None, typer.Option(help="results DuckDB (default: <state dir>/results.duckdb)")]
 
@@ -128,34 +131,77 @@ def _print_scores(name: str, result: dict) -> None:
 def results(
     store: StoreOpt = None,
     chart: Annotated[
-        Path | None, typer.Option(help="PNG path (default: <state dir>/leaderboard.png)")
+        Path | None, typer.Option(help="PNG path (default with --format table: <state dir>/leaderboard.png)")
     ] = None,
+    output_format: FormatOpt = Format.table,
 ) -> None:
-    """Print the leaderboard of the results store (per task, per family, MTK, MTY) and write a PNG chart."""
-    from kalm.results import build_leaderboard, open_store, rich_tables, write_chart
+    """The results store: its leaderboard (per task, per family, MTK, MTY) and a PNG chart, or its rows.
+
+    ``--format json|csv`` prints the stored rows (model, task, revision, metric, score as stored) for programs;
+    ``table`` and ``markdown`` print the leaderboard for people.
+    """
+    from kalm.results import build_leaderboard, open_store, result_rows, rich_tables, to_markdown, write_chart
+    from kalm.results.formats import ROW_FIELDS
 
     results_store = open_store(store)
+    if output_format in (Format.json, Format.csv):
+        rows = result_rows(results_store)
+        write_json(rows) if output_format is Format.json else write_csv(rows, ROW_FIELDS)
+        if not rows:
+            note(f"no results in {results_store.path} yet: run `kalm evaluate` first")
+        return
     board = build_leaderboard(results_store)
     if board.empty:
-        console.print(f"no results in {results_store.path} yet: run `kalm evaluate` first")
+        note(f"no results in {results_store.path} yet: run `kalm evaluate` first")
         return
-    for table in rich_tables(board):
-        console.print(table)
-    png = write_chart(board, chart or results_store.path.parent / "leaderboard.png")
-    console.print(f"chart: {png}")
+    if output_format is Format.markdown:
+        sys.stdout.write(to_markdown(board))
+    else:
+        for table in rich_tables(board, console.width):
+            console.print(table)
+    if output_format is Format.table or chart is not None:
+        png = write_chart(board, chart or results_store.path.parent / "leaderboard.png")
+        if output_format is Format.table:
+            console.print(f"chart: {png}", soft_wrap=True)
+        else:
+            note(f"chart: {png}")
 
 
 @app.command(rich_help_panel="Scores and lineage")
 def lineage(
     artefact: Annotated[Path, typer.Argument(help="a checkpoint, a data folder or a run step name")],
+    output_format: FormatOpt = Format.table,
 ) -> None:
-    """Print what produced an artefact, back through its parents to the raw inputs."""
-    from kalm.run.lineage import chain, find_run_root, read_lineage, step_of
+    """What produced an artefact, back through its parents to the raw inputs (as a tree, or the records)."""
+    from kalm.run.lineage import ancestry, chain, find_run_root, read_lineage, step_of
 
     try:
         root = find_run_root(artefact.resolve())
-        step = step_of(read_lineage(root), artefact, root)
+        records = read_lineage(root)
+        step = step_of(records, artefact, root)
     except FileNotFoundError as error:
         fail(error)
-    for line in chain(root, step):
-        console.print(line, highlight=False, soft_wrap=True)
+    if output_format is Format.table:
+        for line in chain(root, step):
+            console.print(line, highlight=False, soft_wrap=True)
+        return
+    steps = {name: records.get(name) for name in ancestry(records, step)}
+    if output_format is Format.json:
+        write_json({"run_dir": str(root), "step": step, "lineage": steps})
+        return
+    rows = [_lineage_row(name, record) for name, record in steps.items()]
+    if output_format is Format.csv:
+        write_csv(rows, LINEAGE_FIELDS)
+    else:
+        cells = ([row[field] for field in LINEAGE_FIELDS] for row in rows)
+        sys.stdout.write(markdown_table(LINEAGE_FIELDS, cells) + "\n")
+
+
+LINEAGE_FIELDS = ("step", "output", "fingerprint", "parents", "config_hash", "code_revision", "created_at")
+
+
+def _lineage_row(name: str, record: dict | None) -> dict:
+    """One step's lineage record flattened for csv/markdown (json keeps the records whole)."""
+    record = record or {}
+    row = {field: record.get(field) or "" for field in LINEAGE_FIELDS}
+    return row | {"step": name, "parents": " ".join(record.get("parents", {}))}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from kalm.evaluation.encoder import KalmMtebEncoder
 from kalm.evaluation.local_tasks import is_local_task, load_local_tasks
 from kalm.evaluation.official import data_tasks, load_official_data
 from kalm.evaluation.protocol import TaskScore, TextEmbedder
+from kalm.progress import ProgressLog
 
 if TYPE_CHECKING:
     from mteb.abstasks.abstask import AbsTask
@@ -83,6 +85,18 @@ def summarize_scores(scores: Mapping[str, TaskScore] | Sequence[TaskScore]) -> d
         "mean_over_task_types": (sum(type_means.values()) / len(type_means)) if type_means else None,
         "per_type": type_means,
     }
+
+
+def _log_task(
+    model: str, position: str, score: TaskScore, started: float, encoder: KalmMtebEncoder, before: int
+) -> None:
+    """One progress line per finished task: its score, how long it took and how fast texts were encoded."""
+    seconds, texts = time.monotonic() - started, encoder.encoded_texts - before
+    rate = f", {texts / seconds:,.0f} texts/s" if texts and seconds > 0 else ""
+    logger.info(
+        "evaluate %s: task %s %s %s = %.4f (%.1f s, %s texts encoded%s)",
+        *(model, position, score.task, score.main_score_name, score.main_score, seconds, f"{texts:,}", rate),
+    )
 
 
 def evaluate_embedder(
@@ -143,9 +157,11 @@ def evaluate_tasks(
     )
 
     scores: dict[str, TaskScore] = {}
-    for task in tasks:
+    for number, task in enumerate(tasks, 1):
         name = task.metadata.name
-        logger.info("evaluating %s on %s (%s)", embedder.name, name, task.metadata.type)
+        logger.debug("evaluating %s on %s (%s)", embedder.name, name, task.metadata.type)
+        started, encoded_before = time.monotonic(), encoder.encoded_texts
+        encoder.track(ProgressLog(logger, f"evaluate {embedder.name} {name}", unit="texts"))
         loaded = [] if is_local_task(task) else data_tasks(task)
         for data_task in loaded:
             load_official_data(data_task)
@@ -170,7 +186,7 @@ def evaluate_tasks(
         result_file = results_dir / f"{name}.json"
         result.to_disk(result_file)
         scores[name] = _task_score(task, result)
-        logger.info("%s %s = %.4f", name, scores[name].main_score_name, scores[name].main_score)
+        _log_task(embedder.name, f"{number}/{len(tasks)}", scores[name], started, encoder, encoded_before)
         if on_result is not None:
             on_result(scores[name], result_file)
     if corpus_cache is not None:

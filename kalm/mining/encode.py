@@ -13,6 +13,7 @@ with other ranks or filters reads the ``.npy`` back (:mod:`kalm.mining.cache`) i
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from kalm.hashing import hash_directory
+from kalm.progress import ProgressLog
 from training.st_folder import read_pooling
+
+logger = logging.getLogger(__name__)
 
 
 class EncodeConfig(BaseModel):
@@ -135,6 +139,8 @@ class TextEncoder:
             self._load()
         dim = self._model.config.hidden_size
         out = np.zeros((len(texts), dim), dtype=np.float32)
+        progress = ProgressLog(logger, f"encode with {self.model_path.name}", len(texts), "texts")
+        done = 0
         with torch.inference_mode():
             for batch in self.batches(texts):
                 enc = self._tokenizer(
@@ -147,6 +153,9 @@ class TextEncoder:
                 ).to(self.device)
                 hidden = self._model(**enc).last_hidden_state
                 out[batch] = pool(hidden, enc["attention_mask"], self.pooling).float().cpu().numpy()
+                done += len(batch)
+                progress.update(done)
+        progress.finish(done)
         return out
 
 

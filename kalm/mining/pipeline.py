@@ -16,6 +16,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +41,10 @@ from kalm.mining.stats import (
     merge_counts,
     plot_scores,
 )
+from kalm.progress import ProgressLog
 
 PLOT_FILE = "score_hist.png"
+logger = logging.getLogger(__name__)
 
 
 def _pool(rows: list[dict], corpus: list[str]) -> tuple[list[str], dict[str, int]]:
@@ -166,6 +169,7 @@ class _StreamingMiner:
     encoder: TextEncoder
     cache: EmbeddingCache | None
     cfg: MiningConfig
+    rows_read: int = 0
     rows_exemplar: int = 0
     rows_mined: int = 0
     random_negatives: int = 0
@@ -178,6 +182,7 @@ class _StreamingMiner:
         keep = self.cfg.keep_task_types
         rows = read_source(spilled).to_pylist()
         spilled.unlink()
+        self.rows_read += len(rows)
         exemplar = [_passthrough(r) | {GROUP: 0} for r in rows if r["task_type"] in keep]
         to_mine = [r for r in rows if r["task_type"] not in keep]
         del rows
@@ -245,9 +250,12 @@ def mine_dataset(
         spill = Path(tmp)
         stage = partition_stage(in_dir, cfg.stage, spill / "input")
         runs = []
+        progress = ProgressLog(logger, f"mine {cfg.stage}", stage.rows_in, "rows")
         for group, source in enumerate(sorted(stage.sources), start=1):
             runs.append(spill / f"run-{group:05d}.parquet")
             miner.run(source, group, stage.sources[source], runs[-1])
+            progress.update(miner.rows_read, source=f"{source} ({group}/{len(stage.sources)})")
+        progress.finish(miner.rows_read)
         files = merge_runs(runs, out_dir)
     stats = miner.stats(stage)
     write_json(out_dir / "stats.json", stats.model_dump(mode="json"))

@@ -19,6 +19,9 @@ from kalm.mining.encode import EncodeConfig, TextEncoder, default_device
 def _encode_shard(model_path: str, texts: list[str], config: dict, threads: int) -> np.ndarray:
     import torch
 
+    from training.telemetry import quiet_library_bars
+
+    quiet_library_bars()  # a Ray task: its output goes to Ray's log files, where a bar is noise
     torch.set_num_threads(max(1, threads))
     return TextEncoder(model_path, EncodeConfig.model_validate(config)).encode(texts)
 

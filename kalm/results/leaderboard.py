@@ -3,22 +3,18 @@
 MTK is the plain mean over tasks; MTY is the mean over task families (mteb task types) of the per-family
 means, so one family with many sets (e.g. STS) does not dominate. One leaderboard entry is a model scored
 with or without query instructions (the two settings give different numbers and are not mixed); each cell is
-its latest stored result for that task.
+its latest stored result for that task. How it is printed lives in `kalm.results.formats`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from kalm.markdown import table
-
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from kalm.results.store import ResultsStore
 
 LATEST_SQL = """
@@ -92,49 +88,6 @@ def build_leaderboard(store: ResultsStore, *, models: list[str] | None = None) -
     if rows is not None and models is not None:
         rows = rows[rows["model_hash"].isin(models)]
     return compute_leaderboard(rows if rows is not None else pd.DataFrame(columns=COLUMNS))
-
-
-def _pct(value: Any) -> str:
-    return "—" if value is None or pd.isna(value) else f"{100 * float(value):.2f}"
-
-
-def rich_tables(board: Leaderboard) -> list[Table]:
-    """Summary (MTK, MTY, per family) and per-task tables, scores in percent."""
-    from rich.table import Table
-
-    summary = Table(title="Leaderboard: mean over tasks (MTK) and over task families (MTY)")
-    for column in ["model", "stage", "tasks", "MTK", "MTY", *board.per_family.columns]:
-        summary.add_column(column, justify="left" if column in ("model", "stage") else "right")
-    for label, row in board.entries.iterrows():
-        families = [_pct(board.per_family.loc[label, f]) for f in board.per_family.columns]
-        stage = row["stage"] if isinstance(row["stage"], str) else ""
-        summary.add_row(str(label), stage, str(row["n_tasks"]), _pct(row["MTK"]), _pct(row["MTY"]), *families)
-    per_task = Table(title="Main score per task")
-    per_task.add_column("model")
-    for task in board.per_task.columns:
-        per_task.add_column(str(task), justify="right")
-    for label, row in board.per_task.iterrows():
-        per_task.add_row(str(label), *[_pct(v) for v in row])
-    return [summary, per_task]
-
-
-def to_markdown(board: Leaderboard) -> str:
-    """The leaderboard as Markdown tables (Prefect artifact, RESULTS.md)."""
-    if board.empty:
-        return "_no results stored yet_\n"
-    summary = table(
-        ["model", "tasks", "MTK", "MTY", *board.per_family.columns],
-        (
-            [label, row["n_tasks"], _pct(row["MTK"]), _pct(row["MTY"])]
-            + [_pct(board.per_family.loc[label, f]) for f in board.per_family.columns]
-            for label, row in board.entries.iterrows()
-        ),
-    )
-    per_task = table(
-        ["model", *board.per_task.columns],
-        ([label, *(_pct(v) for v in row)] for label, row in board.per_task.iterrows()),
-    )
-    return f"{summary}\n\n{per_task}\n"
 
 
 def write_chart(board: Leaderboard, path: Path) -> Path:

@@ -136,3 +136,15 @@ def chain(root: Path, step: str) -> list[str]:
 
 def _short(revision: str) -> str:
     return revision[:12] + ("+dirty" if revision.endswith("+dirty") else "")
+
+
+def ancestry(records: dict[str, dict], step: str) -> list[str]:
+    """``step`` and every step it descends from, each once, nearest first (what ``chain`` prints as a tree)."""
+    order, queue = [], [step]
+    while queue:
+        name = queue.pop(0)
+        if name in order:
+            continue
+        order.append(name)
+        queue += list((records.get(name) or {}).get("parents", {}))
+    return order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -71,14 +72,30 @@ def test_overwritten_folder_is_not_scored_under_the_old_hash(
     assert counting.constructed == 0
 
 
+@pytest.mark.usefixtures("prefect_harness")  # the second run is a real flow run, which publishes artifacts
 def test_flow_runs_the_plan(registry: dict[str, str], tiny_tasks_dir: Path, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
     from flows.reevaluate import reevaluate
 
     store = tmp_path / "results.duckdb"
     first = reevaluate.fn(tasks_dir=str(tiny_tasks_dir), task_names=["STSBenchmark"], store=str(store))
     assert first["evaluated"] == {registry["b"]: ["STSBenchmark"]}
-    second = reevaluate.fn(tasks_dir=str(tiny_tasks_dir), task_names=["STSBenchmark"], store=str(store))
-    assert second["evaluated"] == {}
+    state = reevaluate(
+        tasks_dir=str(tiny_tasks_dir), task_names=["STSBenchmark"], store=str(store), return_state=True
+    )
+    assert state.result()["evaluated"] == {}
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    published = {a.key: a.data for a in artifacts}
+    assert "| model | tasks | MTK | MTY |" in published["kalm-leaderboard"]
+    rows = json.loads(published["kalm-leaderboard-summary"])
+    assert [row["tasks"] for row in rows] == [1, 1] and all(0 <= row["MTK"] <= 100 for row in rows)
 
 
 def test_nightly_deployment_is_declared() -> None:
