@@ -106,6 +106,12 @@ class Source(Strict):
     note: str = Field(
         default="", description="Why the source is set up the way it is, e.g. why it is disabled"
     )
+    rows_hint: int | None = Field(
+        default=None,
+        ge=0,
+        description="about how many rows the source yields once collected: what `kalm plan` uses before a "
+        "collection has counted them",
+    )
     checked: str | None = Field(
         default=None,
         pattern=r"^(https?://\S+|none found)$",
@@ -145,7 +151,7 @@ class Source(Strict):
         return paths
 
 
-BOOKKEEPING_FIELDS = frozenset({"enabled", "note", "checked"})
+BOOKKEEPING_FIELDS = frozenset({"enabled", "note", "checked", "rows_hint"})
 """Source fields that describe the catalog entry rather than the rows, so config hashes leave them out."""
 
 
@@ -159,6 +165,11 @@ class Catalog(Strict):
     version: Literal[1] = 1
     base_dir: str = "."
     limits: CollectLimits = CollectLimits()
+    expected_rows: dict[str, int] = Field(
+        default_factory=dict,
+        description="rows per stage the whole inventory is known to hold (e.g. the paper's reported sizes), for "
+        "plans where sources carry no rows_hint",
+    )
     sources: list[Source] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -193,7 +204,7 @@ class ResolvedCatalog(BaseModel):
 
     def config_hash(self) -> str:
         dumped = self.catalog.model_dump(
-            mode="json", exclude={"sources": {"__all__": set(BOOKKEEPING_FIELDS)}}
+            mode="json", exclude={"expected_rows": True, "sources": {"__all__": set(BOOKKEEPING_FIELDS)}}
         )
         payload = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

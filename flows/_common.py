@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import Field
 
 from kalm import runtime
 
@@ -13,7 +16,16 @@ runtime.configure()
 from kalm.run.lock import run_lock  # noqa: E402
 from kalm.run.outputs import step_problem  # noqa: E402
 from kalm.run.paths import RunPaths  # noqa: E402
-from kalm.run.profile import Profile, load_profile  # noqa: E402
+from kalm.run.profile import PROFILES_DIR, Profile, load_profile  # noqa: E402
+
+# The UI's profile field is a choice of configs/*.yaml; a direct call (the CLI, tests) may also pass a path.
+ProfileName = Annotated[
+    str,
+    Field(
+        description="profile name in configs/ (or, from the CLI or Python, a path to a profile YAML)",
+        json_schema_extra={"enum": sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))},
+    ),
+]
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from data_catalog.collect import SourceManifest, raise_failures
-from flows._common import in_run, open_run, rerun, run_step
+from flows._common import ProfileName, in_run, open_run, rerun, run_step
 from kalm.hashing import hash_directory
 from kalm.run.inputs import prepare_inputs
 from kalm.run.outputs import step_problem
@@ -64,7 +64,8 @@ def build_data_steps(
             upstream("collect"),
         )
     if "decontaminate" in wanted:
-        eval_tasks = hash_directory(profile.decontamination_tasks_dir(run))
+        local_tasks = profile.decontamination_tasks_dir(run)
+        eval_tasks = hash_directory(local_tasks) if local_tasks else "no local tasks"
         done["decontaminate"] = run_step(
             decontaminate_task,
             run,
@@ -125,7 +126,7 @@ def _failure(state) -> str:
 
 @flow(name="build-data")
 def build_data(
-    profile: str = "demo",
+    profile: ProfileName = "demo",
     run_id: str | None = None,
     runs_dir: str | None = None,
     catalog: str | None = None,

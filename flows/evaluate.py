@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows._common import open_run, run_step
+from flows._common import ProfileName, open_run, run_step
 from kalm.hashing import hash_directory
 from kalm.run.paths import RunPaths
 from kalm.run.profile import Profile
@@ -46,7 +46,7 @@ def evaluate_steps(
 @flow(name="evaluate")
 def evaluate(
     run_id: str,
-    profile: str = "demo",
+    profile: ProfileName = "demo",
     runs_dir: str | None = None,
     model: str | None = None,
     output: str | None = None,

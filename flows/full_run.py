@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows._common import open_run
+from flows._common import ProfileName, open_run
 from flows.build_data import build_data_steps
 from flows.evaluate import evaluate_steps
 from flows.report import report_steps
@@ -13,9 +13,26 @@ from flows.soup import soup_steps
 from flows.train import train_steps
 
 
+def publish_plan(profile, run) -> None:
+    """The run's plan (``kalm plan``) as its first artifact; a plan that cannot be made is a warning, not a stop."""
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    from kalm.run.plan import plan_markdown, plan_run
+    from kalm.run.rates import default_rates, load_rates
+
+    try:
+        markdown = plan_markdown(plan_run(profile, run, load_rates(default_rates(profile))))
+    except (ValueError, OSError, KeyError) as error:
+        get_run_logger().warning("no plan for this run: %s", error)
+        return
+    key = f"plan-{run.root.name}".lower().replace("_", "-")
+    create_markdown_artifact(markdown=markdown, key=key, description=f"plan of run {run.root.name}")
+
+
 @flow(name="full-run")
 def full_run(
-    profile: str = "demo",
+    profile: ProfileName = "demo",
     run_id: str | None = None,
     runs_dir: str | None = None,
     catalog: str | None = None,
@@ -34,6 +51,7 @@ def full_run(
         ray_address: Ray cluster to train on (`auto`, `ray://host:port`); empty = a local Ray.
     """
     with open_run(profile, run_id, runs_dir, catalog, base_model, ray_address) as (resolved, run):
+        publish_plan(resolved, run)
         data = build_data_steps(resolved, run)
         trains, mined = train_steps(resolved, run, data["balance"]["fingerprint"])
         if mined is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows._common import open_run, run_step
+from flows._common import ProfileName, open_run, run_step
 from kalm.run.paths import RunPaths
 from kalm.run.steps import read_steps, recorded
 from tasks._artifacts import artifact_key, publish_report
@@ -26,7 +26,7 @@ def report_steps(run: RunPaths, data: dict, trains: dict, evaluation: dict) -> s
 
 
 @flow(name="report")
-def report(run_id: str, profile: str = "demo", runs_dir: str | None = None) -> str:
+def report(run_id: str, profile: ProfileName = "demo", runs_dir: str | None = None) -> str:
     """Rewrite ``runs/<run_id>/report.md`` from the run's recorded steps (data, training, evaluation).
 
     Args:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows._common import open_run, run_step
+from flows._common import ProfileName, open_run, run_step
 from kalm.run.paths import RunPaths
 from kalm.run.steps import recorded_trains
 from tasks.soup import soup_task
@@ -25,7 +25,7 @@ def soup_steps(run: RunPaths, trains: dict[str, dict]) -> dict:
 
 
 @flow(name="soup")
-def soup(run_id: str, profile: str = "demo", runs_dir: str | None = None) -> dict:
+def soup(run_id: str, profile: ProfileName = "demo", runs_dir: str | None = None) -> dict:
     """Uniformly average the ``finetune-seed*`` checkpoints of ``runs/<run_id>`` into ``checkpoints/soup``.
 
     Args:

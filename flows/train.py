@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows._common import open_run, run_step
+from flows._common import ProfileName, open_run, run_step
 from kalm.hashing import hash_directory
 from kalm.run.paths import RunPaths, checkpoint_name
 from kalm.run.profile import Profile
@@ -88,7 +88,7 @@ def train_steps(
 @flow(name="train")
 def train(
     run_id: str,
-    profile: str = "demo",
+    profile: ProfileName = "demo",
     runs_dir: str | None = None,
     base_model: str | None = None,
     ray_address: str | None = None,

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     server_host: str = Field(default="127.0.0.1", description="host `kalm serve` binds the Prefect server to")
     server_port: int = Field(default=4200, description="port of the Prefect server started by `kalm serve`")
     work_pool: str = Field(default="kalm-process", description="Prefect process work pool of the deployments")
+    gpu_work_pool: str = Field(
+        default="kalm-gpu",
+        description="Prefect work pool of the GPU deployments (served by a GPU node's worker)",
+    )
     verify_outputs: Literal["stat", "full"] = Field(
         default="stat",
         description="how a cached step's outputs are checked before its result is used: size and mtime, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kalm.balance import BalanceConfig, balance_dataset
@@ -12,6 +13,7 @@ from tasks._prefect import pipeline_task
 
 
 def balance_step(config: BalanceConfig, run: RunPaths) -> dict:
+    started = time.perf_counter()
     stats = balance_dataset(run.decontaminated, run.balanced, config)
     summary = {
         "output": str(run.balanced),
@@ -19,7 +21,9 @@ def balance_step(config: BalanceConfig, run: RunPaths) -> dict:
         "config_hash": hash_value(config.model_dump(mode="json")),
         "stats": stats.model_dump(mode="json"),
     }
-    return record_step(run, "balance", summary, parents=("decontaminate",), outputs=[run.balanced])
+    return record_step(
+        run, "balance", summary, parents=("decontaminate",), outputs=[run.balanced], started=started
+    )
 
 
 @pipeline_task("balance")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kalm.dedup import DedupConfig, dedup_dataset
@@ -12,6 +13,7 @@ from tasks._prefect import pipeline_task
 
 
 def dedup_step(config: DedupConfig, run: RunPaths) -> dict:
+    started = time.perf_counter()
     stats = dedup_dataset(run.collected, run.dedup, config)
     summary = {
         "output": str(run.dedup),
@@ -19,7 +21,7 @@ def dedup_step(config: DedupConfig, run: RunPaths) -> dict:
         "config_hash": hash_value(config.model_dump(mode="json")),
         "stats": stats.model_dump(mode="json"),
     }
-    return record_step(run, "dedup", summary, parents=("collect",), outputs=[run.dedup])
+    return record_step(run, "dedup", summary, parents=("collect",), outputs=[run.dedup], started=started)
 
 
 @pipeline_task("dedup")

@@ -28,10 +28,10 @@ def evaluate_step(
     store: str | None = None,
 ) -> dict:
     """Score the run's ``models`` (name → folder) on the profile's tasks, or on ``request``."""
-    if request is None:
+    if request is None and not profile.evaluate.benchmarks:
         selection = TaskSelection(profile.eval_tasks_dir(run), profile.evaluate.tasks)
     else:
-        selection = request.resolve()
+        selection = (request or profile.evaluation_request(run)).resolve()
     return record_step(
         run,
         "evaluate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kalm.hashing import hash_file
@@ -12,6 +13,7 @@ from training.soup import WEIGHTS_FILE, make_soup
 
 
 def soup_step(run: RunPaths, ingredients: list[Path]) -> dict:
+    started = time.perf_counter()
     output = make_soup(ingredients, run.checkpoint("soup"))
     return record_step(
         run,
@@ -23,6 +25,7 @@ def soup_step(run: RunPaths, ingredients: list[Path]) -> dict:
         },
         parents=tuple(f"train-{p.name}" for p in ingredients),
         outputs=[output],
+        started=started,
     )
 
 

@@ -8,6 +8,7 @@ files), and inside a Prefect run the stage's summary is also published as a Mark
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from kalm.hashing import hash_file, hash_value
@@ -18,7 +19,6 @@ from kalm.run.profile import Profile
 from kalm.run.steps import record_step
 from tasks._artifacts import artifact_key, in_run, publish_link, publish_markdown
 from tasks._prefect import pipeline_task
-from training.job import TrainJob
 from training.launch import run_in_process, run_with_ray
 from training.soup import WEIGHTS_FILE
 from training.telemetry import CURVE_FILE, STEPS_FILE
@@ -32,17 +32,9 @@ def train_step(
     init_from: Path | None = None,
     data_dir: Path | None = None,
 ) -> dict:
-    stage_config = getattr(profile.train, stage)
-    if seed is not None:
-        stage_config = stage_config.model_copy(update={"seed": seed})
+    started = time.perf_counter()
     name = checkpoint_name(stage, seed)
-    job = TrainJob(
-        stage=stage_config,
-        model=profile.train.model,
-        data_dir=str(data_dir or run.balanced),
-        init_from=str(init_from) if init_from else None,
-        scaling=profile.train.scaling,
-    )
+    job = profile.training_job(run, stage, seed, init_from, data_dir)
     output = run.checkpoint(name)
     progress = StepProgress(step_logger(), f"train {name}")
     if profile.launcher == "local":
@@ -69,6 +61,7 @@ def train_step(
         },
         parents=(("mine" if data_dir else "balance"), *(("train-pretrain",) if init_from else ())),
         outputs=[output],
+        started=started,
     )
 
 

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 # Tests (and the `kalm run` subprocesses they start) keep the results store, server state and pid files in a
 # throw-away folder, never in the project's .state/.
@@ -41,3 +42,27 @@ def demo_raw(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo_raw")
     write_demo_sources(root)
     return root
+
+
+def small_profile(tmp_path: Path) -> Path:
+    """The demo recipe with one pre-training epoch, trained in-process: a whole run in a few minutes."""
+    profile = yaml.safe_load((REPO_ROOT / "configs" / "demo.yaml").read_text())
+    profile["name"] = "small"
+    profile["launcher"] = "local"
+    profile["train"]["pretrain"]["epochs"] = 1
+    profile["train"]["soup_seeds"] = [0, 1]
+    profile["evaluate"] = {"batch_size": 64, "models": ["soup"], "tasks": ["DemoSTS", "DemoRetrieval"]}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_run(prefect_harness, tmp_path_factory):
+    from flows.full_run import full_run
+
+    root = tmp_path_factory.mktemp("safe")
+    profile = small_profile(root)
+    state = full_run(profile=str(profile), run_id="s", runs_dir=str(root / "runs"), return_state=True)
+    assert state.is_completed(), state.message
+    return profile, root / "runs" / "s"

@@ -25,6 +25,9 @@ DEPLOYMENTS = [
     "evaluate/demo",
     "report/demo",
     "full-run/demo",
+    "full-run/shared-minilm",
+    "full-run/kalm-v2",
+    "build-data/kalm-v2",
     "reevaluate/nightly",
 ]
 
@@ -115,7 +118,7 @@ def test_ui_lists_the_deployments(server, tmp_path):
         text=True,
         timeout=120,
     ).stdout
-    for name in ("build-data", "full-run", "train", "soup", "evaluate"):
+    for name in ("build-data", "full-run", "train", "soup", "evaluate", "kalm-v2", "shared-minilm"):
         assert name in dom, f"{name} not on the deployments page"
     shot = Path(tmp_path / "deployments.png")
     subprocess.run(

@@ -13,27 +13,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from kalm.run.outputs import outputs_problem, outputs_record
 from kalm.run.paths import RunPaths
 from kalm.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-
-
-def small_profile(tmp_path: Path) -> Path:
-    """The demo recipe at a few steps per stage, trained in-process: a whole run in well under a minute."""
-    profile = yaml.safe_load((PROJECT_ROOT / "configs" / "demo.yaml").read_text())
-    profile["name"] = "small"
-    profile["launcher"] = "local"
-    profile["train"]["pretrain"]["max_steps"] = 4
-    profile["train"]["finetune"]["max_steps"] = 4
-    profile["train"]["soup_seeds"] = [0, 1]
-    profile["evaluate"] = {"batch_size": 64, "models": ["soup"], "tasks": ["DemoSTS", "DemoRetrieval"]}
-    path = tmp_path / "small.yaml"
-    path.write_text(yaml.safe_dump(profile))
-    return path
 
 
 def fingerprint(run_dir: Path) -> dict[str, str]:
@@ -66,17 +51,6 @@ def task_states(state) -> list[tuple[str, str]]:
         if all(run.state is not None and run.state.is_final() for run in runs) or time.monotonic() > deadline:
             return [(run.name, run.state.name if run.state else "no state") for run in runs]
         time.sleep(1)
-
-
-@pytest.fixture(scope="module")
-def small_run(prefect_harness, tmp_path_factory):
-    from flows.full_run import full_run
-
-    root = tmp_path_factory.mktemp("safe")
-    profile = small_profile(root)
-    state = full_run(profile=str(profile), run_id="s", runs_dir=str(root / "runs"), return_state=True)
-    assert state.is_completed(), state.message
-    return profile, root / "runs" / "s"
 
 
 def flip_byte(path: Path) -> None:

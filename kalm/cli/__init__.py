@@ -5,9 +5,9 @@ Nothing below imports this package; it imports the flows, the run layer and the 
 
 # isort: off
 from kalm.cli import pipeline  # registered first: its commands head ``kalm --help``
-from kalm.cli import evaluation, server
+from kalm.cli import catalog, evaluation, plan, server
 
 # isort: on
 from kalm.cli.app import app
 
-__all__ = ["app", "evaluation", "pipeline", "server"]
+__all__ = ["app", "catalog", "evaluation", "pipeline", "plan", "server"]

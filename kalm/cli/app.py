@@ -41,6 +41,7 @@ def known_errors() -> tuple[type[Exception], ...]:
     from data_catalog.collect import CollectError
     from data_catalog.loaders import SourceError
     from kalm.evaluation import TaskDataUnavailable, TaskSelectionError, TaskSpecError
+    from kalm.evaluation.task_texts import UncheckedBenchmark
     from kalm.run.lock import RunLocked
     from kalm.run.profile import ProfileError
     from training.backbone import UnsupportedArchitecture
@@ -56,6 +57,7 @@ def known_errors() -> tuple[type[Exception], ...]:
         TaskSelectionError,
         TaskDataUnavailable,
         TaskSpecError,
+        UncheckedBenchmark,
         RunLocked,
         FileNotFoundError,
     )

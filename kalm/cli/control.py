@@ -129,15 +129,17 @@ def start_server(settings: Settings) -> None:
 
 
 def deploy(settings: Settings) -> None:
-    """Create the work pool and register every deployment of ``prefect.yaml``."""
+    """Create the work pools (the CPU one a local worker serves, the GPU one) and register every deployment of
+    ``prefect.yaml``."""
     env = server_env(settings)
-    subprocess.run(
-        [*PREFECT, "work-pool", "create", settings.work_pool, "--type", "process", "--overwrite"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    for pool in (settings.work_pool, settings.gpu_work_pool):
+        subprocess.run(
+            [*PREFECT, "work-pool", "create", pool, "--type", "process", "--overwrite"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     subprocess.run(
         [*PREFECT, "--no-prompt", "deploy", "--all"],
         cwd=PROJECT_ROOT,

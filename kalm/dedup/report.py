@@ -120,6 +120,11 @@ def contamination_markdown(decontamination: Mapping[str, Any] | Any, max_example
             "lrrrr",
         ),
     ]
+    if dc.get("unchecked"):
+        lines += [
+            "",
+            f"**Not checked** (their texts could not be read, allowed by the profile): {', '.join(dc['unchecked'])}",
+        ]
     for task, s in sorted(dc["per_task"].items()):
         if s["examples"][:max_examples]:
             lines += ["", f"Examples — {task}:", ""]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,9 @@ def evaluate_model(
     sharding: RaySharding | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_with_store` of a sentence-transformers folder, as the JSON-able summary a step records:
-    model, model_hash, scores (per task), summary (MTK / MTY), and which tasks were cached or evaluated."""
+    model, model_hash, scores (per task), summary (MTK / MTY), which tasks were cached or evaluated, and the
+    wall time it took."""
+    started = time.perf_counter()
     result = evaluate_with_store(
         model_path,
         tasks_dir,
@@ -189,6 +192,7 @@ def evaluate_model(
         "summary": result.summary(),
         "cached": result.cached,
         "evaluated": result.evaluated,
+        "wall_s": round(time.perf_counter() - started, 3),
     }
 
 

@@ -242,3 +242,7 @@ def qwen2_tokenizer(cache_dir: Path | None = None) -> PreTrainedTokenizerFast:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(qwen2_tokenizer_path(cache_dir)))
+
+
+PACKAGED = {"all-MiniLM-L6-v2": minilm_path, "SmolLM2-135M": smollm2_path}
+"""Backbones a profile can name as ``packaged:<name>`` (resolved to their local folder when a run starts)."""

@@ -21,12 +21,14 @@ from kalm.mining.select import MiningConfig
 from kalm.run.paths import RunPaths
 from kalm.settings import PROJECT_ROOT, get_settings
 from training.config import TrainConfig, apply_recipes, named_yaml
+from training.job import TrainJob
 
 if TYPE_CHECKING:
     from data_catalog.catalog import ResolvedCatalog
     from kalm.evaluation import RaySharding
 
 PROFILES_DIR = PROJECT_ROOT / "configs"
+PACKAGED_PREFIX = "packaged:"
 
 
 class ProfileError(ValueError):
@@ -37,6 +39,11 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tasks_dir: str | None = Field(default=None, description="eval tasks folder; None uses the demo tasks")
     tasks: list[str] | None = Field(default=None, description="task names of tasks_dir; None = all of them")
+    benchmarks: list[str] = Field(
+        default_factory=list,
+        description="official mteb benchmarks scored besides the local tasks, e.g. 'MTEB(eng, v1)' (their data "
+        "comes from the hub; decontamination reads their test texts too)",
+    )
     batch_size: int = Field(default=32, description="encoding batch size")
     models: list[str] = Field(
         default=["pretrain", "finetune", "soup"],
@@ -60,6 +67,14 @@ class Profile(BaseModel):
     name: str = Field(description="the profile's name (its file name in configs/)")
     catalog: str = Field(description="catalog YAML, relative to the project or absolute")
     demo_data: bool = Field(default=False, description="generate the project's demo sources and eval tasks")
+    languages: list[str] | None = Field(
+        default=None, description="collect only the catalog's sources whose languages are all in this list"
+    )
+    include_disabled_sources: bool = Field(
+        default=False,
+        description="also collect sources the catalog marks enabled: false (e.g. ones that read an "
+        "evaluation split: check decontamination covers it)",
+    )
     dedup: DedupConfig = DedupConfig()
     decontaminate: DecontaminationConfig = Field(
         default=DecontaminationConfig(), description="tasks_dir unset: the profile's evaluation tasks"
@@ -86,40 +101,67 @@ class Profile(BaseModel):
         """The profile with a flow's or a command's overrides, and the Ray address resolved.
 
         A catalog override collects that catalog's own files (no demo data is generated for it). The Ray
-        address is the override, else the profile's, else ``KALM_RAY_ADDRESS``; None means a local Ray.
+        address is the override, else the profile's, else ``KALM_RAY_ADDRESS``; None means a local Ray. A
+        ``packaged:`` backbone becomes the local folder its package ships (:func:`resolve_backbone`).
         """
         updates: dict[str, Any] = {
             "ray_address": ray_address or self.ray_address or get_settings().ray_address
         }
         if catalog:
             updates |= {"catalog": catalog, "demo_data": False}
-        if base_model:
-            model = self.train.model.model_copy(update={"base": base_model})
+        base = base_model or self.train.model.base
+        if base:
+            model = self.train.model.model_copy(update={"base": resolve_backbone(base)})
             updates["train"] = self.train.model_copy(update={"model": model})
         return self.model_copy(update=updates)
 
     def catalog_path(self) -> Path:
-        path = Path(self.catalog)
-        return path if path.is_absolute() else PROJECT_ROOT / path
+        return project_path(self.catalog)
 
     def resolve_catalog(self, run: RunPaths) -> ResolvedCatalog:
-        """The catalog with its sources' paths resolved (against the run's generated ``raw/`` for demo data)."""
+        """The catalog with its sources' paths resolved (against the run's generated ``raw/`` for demo data),
+        limited to the profile's ``languages`` and, unless ``include_disabled_sources``, to enabled sources."""
         from data_catalog.catalog import load_catalog
 
-        return load_catalog(self.catalog_path(), base_dir=run.raw if self.demo_data else None)
+        resolved = load_catalog(
+            self.catalog_path(),
+            base_dir=run.raw if self.demo_data else None,
+            include_disabled=self.include_disabled_sources,
+        )
+        if self.languages is None:
+            return resolved
+        wanted = set(self.languages)
+        sources = [s for s in resolved.catalog.sources if set(s.languages) <= wanted]
+        return resolved.model_copy(
+            update={"catalog": resolved.catalog.model_copy(update={"sources": sources})}
+        )
 
-    def eval_tasks_dir(self, run: RunPaths) -> Path:
-        """Where the profile's evaluation tasks live (the run's generated ones for demo data)."""
+    def eval_tasks_dir(self, run: RunPaths) -> Path | None:
+        """Where the profile's local evaluation tasks live (the run's generated ones for demo data); None for
+        a profile scored on official benchmarks only."""
         if self.evaluate.tasks_dir:
-            return Path(self.evaluate.tasks_dir)
+            return project_path(self.evaluate.tasks_dir)
         if self.demo_data:
             return run.demo_eval_tasks
-        raise ProfileError(f"profile {self.name!r}: evaluate.tasks_dir is required without demo_data")
+        if self.evaluate.benchmarks:
+            return None
+        raise ProfileError(
+            f"profile {self.name!r}: evaluate.tasks_dir or evaluate.benchmarks is required without demo_data"
+        )
 
-    def decontamination_tasks_dir(self, run: RunPaths) -> Path:
-        """The tasks training rows are checked against: ``decontaminate.tasks_dir``, else the eval tasks."""
-        return (
-            Path(self.decontaminate.tasks_dir) if self.decontaminate.tasks_dir else self.eval_tasks_dir(run)
+    def decontamination_tasks_dir(self, run: RunPaths) -> Path | None:
+        """The local tasks training rows are checked against: ``decontaminate.tasks_dir``, else the eval tasks."""
+        if self.decontaminate.tasks_dir:
+            return project_path(self.decontaminate.tasks_dir)
+        return self.eval_tasks_dir(run)
+
+    def evaluation_request(self, run: RunPaths) -> TaskRequest:
+        """What a run's checkpoints are scored on: the local tasks (``evaluate.tasks`` of them) and the
+        official benchmarks."""
+        local = self.eval_tasks_dir(run)
+        names = self.evaluate.tasks if local is not None else None
+        return TaskRequest(
+            tasks_dir=str(local) if local else None, names=names, benchmarks=list(self.evaluate.benchmarks)
         )
 
     def task_request(
@@ -139,8 +181,8 @@ class Profile(BaseModel):
         """
         names = tasks or None
         if tasks_dir is None and not tasks and not benchmarks:
-            tasks_dir = str(self.eval_tasks_dir(run))
-            names = None if one_model else self.evaluate.tasks
+            default = self.evaluation_request(run)
+            return default if not one_model else default.model_copy(update={"names": None})
         elif tasks_dir is None and tasks:
             try:
                 default = self.eval_tasks_dir(run)
@@ -148,6 +190,26 @@ class Profile(BaseModel):
                 default = None
             tasks_dir = str(default) if default is not None and default.is_dir() else None
         return TaskRequest(tasks_dir=tasks_dir, names=names, benchmarks=list(benchmarks or []))
+
+    def training_job(
+        self,
+        run: RunPaths,
+        stage: str,
+        seed: int | None = None,
+        init_from: Path | None = None,
+        data_dir: Path | None = None,
+    ) -> TrainJob:
+        """What one training stage of this profile is asked to do (nothing runs, nothing is loaded)."""
+        stage_config = getattr(self.train, stage)
+        if seed is not None:
+            stage_config = stage_config.model_copy(update={"seed": seed})
+        return TrainJob(
+            stage=stage_config,
+            model=self.train.model,
+            data_dir=str(data_dir or run.balanced),
+            init_from=str(init_from) if init_from else None,
+            scaling=self.train.scaling,
+        )
 
     def with_evaluation(self, **overrides: Any) -> Profile:
         """The profile with ``evaluate`` settings overridden (None values are ignored)."""
@@ -165,6 +227,25 @@ class Profile(BaseModel):
             num_shards=self.evaluate.shards,
             ray_address=ray_address or self.ray_address or get_settings().ray_address,
         )
+
+
+def resolve_backbone(base: str) -> str:
+    """``packaged:<name>`` as the local folder of a backbone shipped in a PyPI package
+    (:data:`kalm.run.backbones.PACKAGED`); any other value (a local path or a hub id) as it is."""
+    if not base.startswith(PACKAGED_PREFIX):
+        return base
+    from kalm.run.backbones import PACKAGED
+
+    name = base.removeprefix(PACKAGED_PREFIX)
+    if name not in PACKAGED:
+        raise ProfileError(f"unknown packaged backbone {name!r} (known: {', '.join(sorted(PACKAGED))})")
+    return str(PACKAGED[name]())
+
+
+def project_path(path: str | Path) -> Path:
+    """A profile's path: absolute as written, else relative to the project (``../shared/...`` works)."""
+    path = Path(path)
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
 
 def load_profile(name_or_path: str) -> Profile:

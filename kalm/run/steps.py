@@ -7,6 +7,7 @@ A flow that starts half-way (``train`` after ``build-data``, one CLI stage) find
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,9 +27,13 @@ def record_step(
     parents: tuple[str, ...] = (),
     inputs: dict[str, str] | None = None,
     outputs: Iterable[Path] = (),
+    started: float | None = None,
 ) -> dict:
     """Keep a step's summary in ``steps/<name>.json``, the files it wrote (``outputs``, files or folders) in
-    ``steps/<name>.outputs.json`` and its lineage record; returns the summary."""
+    ``steps/<name>.outputs.json`` and its lineage record; returns the summary. With ``started`` (a
+    ``time.perf_counter()`` taken when the step began) the summary gains the step's ``step_wall_s``."""
+    if started is not None:
+        summary = {**summary, "step_wall_s": round(time.perf_counter() - started, 3)}
     run.steps.mkdir(parents=True, exist_ok=True)
     parent_fps = {parent: _read(run, parent).get("fingerprint", "unknown") for parent in parents}
     write_outputs(run, name, outputs)

@@ -38,16 +38,24 @@ def _write_task(root: Path, name: str, kind: str, files: dict[str, list[dict]]) 
 def eval_dir(tmp_path: Path) -> Path:
     root = tmp_path / "eval"
     _write_task(
-        root, "Sts", "STS", {"test.jsonl": [{"sentence1": "A man plays guitar.", "sentence2": "x y"}]}
+        root,
+        "Sts",
+        "STS",
+        {"test.jsonl": [{"sentence1": "A man plays guitar.", "sentence2": "x y", "score": 3}]},
     )
-    _write_task(root, "Pc", "PairClassification", {"test.jsonl": [{"sentence1": "s", "sentence2": LONG}]})
+    _write_task(
+        root, "Pc", "PairClassification", {"test.jsonl": [{"sentence1": "s", "sentence2": LONG, "label": 1}]}
+    )
     _write_task(
         root,
         "Cls",
         "Classification",
-        {"test.jsonl": [{"text": "Is there a top-up limit?"}], "train.jsonl": [{"text": "train only text"}]},
+        {
+            "test.jsonl": [{"text": "Is there a top-up limit?", "label": "a"}],
+            "train.jsonl": [{"text": "train only text", "label": "a"}],
+        },
     )
-    _write_task(root, "Clu", "Clustering", {"test.jsonl": [{"text": "a man plays guitar"}]})
+    _write_task(root, "Clu", "Clustering", {"test.jsonl": [{"text": "a man plays guitar", "label": "a"}]})
     _write_task(
         root, "Rr", "Reranking", {"test.jsonl": [{"query": "rq", "positive": ["rp"], "negative": ["rneg"]}]}
     )
@@ -130,6 +138,31 @@ def test_rerun_is_byte_identical_and_disabled_keeps_all(eval_dir: Path, tmp_path
     assert off.rows_dropped == 0 and read_dir(tmp_path / "off").num_rows == len(rows)
     with pytest.raises(ValueError, match="tasks_dir"):
         decontaminate_dataset(tmp_path / "in1", tmp_path / "bad", cfg=DecontaminationConfig())
+
+
+def test_official_benchmark_texts_are_checked_like_local_tasks(eval_dir: Path, tmp_path: Path) -> None:
+    """The texts of an official task (read through mteb, passed in) drop rows as a local task's texts do."""
+    from kalm.evaluation import load_local_tasks
+    from kalm.evaluation.task_texts import task_texts
+
+    write_rows(tmp_path / "in" / "rows.parquet", _train_rows())
+    local = decontaminate_dataset(tmp_path / "in", tmp_path / "local", eval_dir)
+    official = {
+        t.metadata.name: task_texts(t) for t in load_local_tasks(eval_dir)
+    }  # as mteb objects give them
+    stats = decontaminate_dataset(
+        tmp_path / "in",
+        tmp_path / "official",
+        cfg=DecontaminationConfig(),
+        official_texts=official,
+        unchecked=["SomeTask@abc"],
+    )
+    assert stats.rows_dropped == local.rows_dropped > 0
+    assert {t: s.rows_dropped for t, s in stats.per_task.items()} == {
+        t: s.rows_dropped for t, s in local.per_task.items()
+    }
+    assert read_dir(tmp_path / "official").equals(read_dir(tmp_path / "local"))
+    assert stats.unchecked == ["SomeTask@abc"]
 
 
 # ------------------------------------------------------------------------------------ real shared data

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kalm.dedup.decontaminate.config import DecontaminationConfig, DecontaminationStats
-from kalm.dedup.decontaminate.index import build_eval_index
+from kalm.dedup.decontaminate.index import build_eval_index, local_task_texts
 from kalm.dedup.decontaminate.match import KEY_COLUMNS, batch_matches, removed_records
 from kalm.dedup.decontaminate.write import REMOVED_SCHEMA, contamination_stats, write_kept
 from kalm.dedup.io import discover_parquet
@@ -50,22 +50,29 @@ def decontaminate_dataset(
     out_dir: Path,
     tasks_dir: Path | None = None,
     cfg: DecontaminationConfig | None = None,
+    official_texts: dict[str, list[str]] | None = None,
+    unchecked: list[str] = (),
 ) -> DecontaminationStats:
-    """Drop rows of every ``*.parquet`` (but ``removed.parquet``) under ``in_dir`` that leak a text of the tasks in ``tasks_dir``.
+    """Drop rows of every ``*.parquet`` (but ``removed.parquet``) under ``in_dir`` that leak a text of the tasks in
+    ``tasks_dir`` or of ``official_texts`` (official task name → its evaluation texts).
 
     ``tasks_dir`` defaults to ``cfg.tasks_dir``. Writes ``part-*.parquet`` (kept rows, canonical schema,
     sorted by id), ``removed.parquet`` (one line per (dropped row, evaluation task) with the row's key and
     text columns, the matched field, ``exact``/``near``, the Jaccard, the task and the evaluation text as
-    written there) and ``stats.json``. With ``cfg.enabled = False`` every row is kept.
+    written there) and ``stats.json`` (naming the ``unchecked`` official tasks the caller could not read).
+    With ``cfg.enabled = False`` every row is kept.
     """
     cfg = cfg or DecontaminationConfig()
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     tasks_dir = tasks_dir if tasks_dir is not None else cfg.tasks_dir
-    if cfg.enabled and tasks_dir is None:
+    if cfg.enabled and tasks_dir is None and official_texts is None:
         raise ValueError("decontamination needs a tasks_dir (argument or DecontaminationConfig.tasks_dir)")
     # Every Parquet file of rows, but not the upstream dedup step's removed.parquet (another schema).
     files = [p for p in discover_parquet(in_dir, "*.parquet", exclude=out_dir) if p.name != "removed.parquet"]
-    index = build_eval_index(Path(tasks_dir), cfg) if cfg.enabled else None
+    index = None
+    if cfg.enabled:
+        local = local_task_texts(Path(tasks_dir), cfg.include_corpus) if tasks_dir is not None else []
+        index = build_eval_index(local + sorted((official_texts or {}).items()), cfg)
     hasher = MinHasher(cfg.num_perm, cfg.seed)
     records: list[dict] = []
     rows_in: Counter = Counter()
@@ -86,6 +93,8 @@ def decontaminate_dataset(
         [{k: v for k, v in r.items() if not k.startswith("_")} for r in records], schema=REMOVED_SCHEMA
     )
     pq.write_table(removed, out_dir / "removed.parquet", compression="zstd")
-    stats = contamination_stats(records, rows_in, index, cfg)
+    stats = contamination_stats(records, rows_in, index, cfg).model_copy(
+        update={"unchecked": list(unchecked)}
+    )
     (out_dir / "stats.json").write_text(json.dumps(stats.model_dump(mode="json"), indent=2) + "\n")
     return stats

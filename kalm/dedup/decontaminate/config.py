@@ -19,6 +19,11 @@ class DecontaminationConfig(MinHashSettings):
     enabled: bool = True
     tasks_dir: Path | None = Field(None, description="evaluation tasks folder (eval layout)")
     include_corpus: bool = Field(False, description="also index Retrieval corpus texts and titles")
+    allow_unchecked_benchmarks: bool = Field(
+        False,
+        description="train even when an official benchmark's texts cannot be read (no hub): the stats name "
+        "each unchecked task; off, the step stops instead",
+    )
     fields: tuple[Literal["query", "positive"], ...] = ("query", "positive")
     exact: bool = True
     near: bool = True
@@ -61,3 +66,6 @@ class DecontaminationStats(BaseModel):
     eval_texts: int = Field(description="distinct evaluation match keys indexed (all tasks)")
     per_task: dict[str, TaskContamination]
     per_category: dict[str, CategoryContamination]
+    unchecked: list[str] = Field(
+        default_factory=list, description="official tasks whose texts could not be read (allowed by config)"
+    )

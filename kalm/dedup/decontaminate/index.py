@@ -50,17 +50,23 @@ class EvalIndex:
     shingle_sets: list[np.ndarray]
 
 
-def build_eval_index(tasks_dir: Path, cfg: DecontaminationConfig) -> EvalIndex:
+def local_task_texts(tasks_dir: Path, include_corpus: bool = False) -> list[tuple[str, list[str]]]:
+    """(task folder name, its evaluation texts) of every task of a local tasks folder, in folder order."""
     specs = sorted(select_task_specs(Path(tasks_dir)), key=lambda spec: spec.task_dir)
     if not specs:
         raise FileNotFoundError(f"no */task.json under {tasks_dir}")
-    tasks = [spec.task_dir.name for spec in specs]
+    return [(spec.task_dir.name, eval_texts(spec, include_corpus)) for spec in specs]
+
+
+def build_eval_index(task_texts: list[tuple[str, list[str]]], cfg: DecontaminationConfig) -> EvalIndex:
+    """The index of ``(task name, evaluation texts)`` pairs: local tasks (:func:`local_task_texts`) and
+    official ones (read through mteb, :mod:`kalm.evaluation.task_texts`) alike."""
+    tasks = [name for name, _ in task_texts]
     slot: dict[str, int] = {}
     first_norm: list[str] = []
     occurrences: list[list[tuple[int, str]]] = []
     per_task = []
-    for t, spec in enumerate(specs):
-        originals = eval_texts(spec, cfg.include_corpus)
+    for t, (_, originals) in enumerate(task_texts):
         norms = normalize_array(pa.array(originals, pa.string()))
         seen: set[str] = set()
         for orig, norm, key in zip(originals, norms.to_pylist(), match_key(norms).to_pylist(), strict=True):
