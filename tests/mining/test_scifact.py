@@ -17,10 +17,11 @@ import pytest
 
 from kalm.mining import EncodeConfig, MiningConfig, mine_dataset
 from kalm.mining.io import load_corpus
-from tests.conftest import SHARED
+from tests.conftest import SHARED, needs_shared
 from tests.mining.conftest import write_balanced
 
 SCIFACT = SHARED / "datasets" / "train" / "scifact"
+pytestmark = needs_shared
 INSTRUCTION = "Given a scientific claim, retrieve documents that support or refute the claim"
 
 
