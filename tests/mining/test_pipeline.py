@@ -14,6 +14,7 @@ from kalm.mining.cache import EmbeddingCache
 from kalm.mining.encode import TextEncoder, texts_hash
 from kalm.mining.io import MINED_SCHEMA
 from tests.mining.conftest import _row, write_balanced
+from tests.plots import bars, blend, read_png
 
 CFG = MiningConfig(rank_start=2, rank_end=12, num_negatives=3, filter_topk=None, margin_fraction=None, seed=3)
 
@@ -48,7 +49,11 @@ def test_mined_output_rows_and_provenance(balanced, tiny_checkpoint, tmp_path):
     assert not same_query & set(rows["alpha-000"]["negatives"] + rows["alpha-999"]["negatives"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["rows"] == 15 and manifest["files"][0]["path"] == "part-00000.parquet"
-    assert (out / "score_hist.png").stat().st_size > 1000
+    plot = read_png(out / "score_hist.png", (600, 350))
+    # Both score distributions are drawn (half-transparent green positives, red negatives; the legend's
+    # patches are about 10 px high, the bars of a 13- and a 39-score histogram far more).
+    for colour in ((44, 160, 44), (214, 39, 40)):
+        assert max(bars(plot, blend(colour, 0.5), min_width=1)) > 20, colour
     saved = json.loads((out / "stats.json").read_text())
     assert sum(saved["histogram"]["negative"]) == 13 * 3 and sum(saved["histogram"]["positive"]) == 13
 
