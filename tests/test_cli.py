@@ -49,8 +49,10 @@ def test_unknown_catalog_field_is_one_line(tmp_path):
 
 @pytest.mark.usefixtures("prefect_harness")  # the command runs a flow
 def test_missing_input_file_is_one_line(tmp_path):
+    """Inside a flow run too, the command's own output is the one error line."""
     result = invoke(tmp_path, write_profile(tmp_path, SOURCE))
     assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and result.output.startswith("error: "), result.output
     assert "source 'pairs'" in result.output and "pairs.jsonl" in result.output
 
 

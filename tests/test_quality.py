@@ -24,9 +24,9 @@ from benchmarks.harness.profiles import (
 )
 from benchmarks.harness.report import render, summarize, verdicts
 from kalm.run.profile import Profile
+from tests.conftest import needs_shared
 
 REPO = Path(__file__).resolve().parents[1]
-needs_shared = pytest.mark.skipif(not SHARED_EVAL.is_dir(), reason="shared datasets not mounted")
 
 
 def _profile(backbone: str = "minilm") -> dict:
@@ -45,6 +45,7 @@ def _diff(a: dict, b: dict, prefix: str = "") -> set[str]:
     return out
 
 
+@needs_shared  # the profiles name ../shared/datasets/eval, which validation checks
 def test_recipe_profile_is_a_valid_profile_with_the_papers_techniques_on() -> None:
     profile = Profile.model_validate(_profile())
     finetune = profile.train.finetune
@@ -58,6 +59,7 @@ def test_recipe_profile_is_a_valid_profile_with_the_papers_techniques_on() -> No
     assert Profile.model_validate(_profile("smollm2")).train.finetune.use_instructions
 
 
+@needs_shared
 def test_gpu_harness_trains_one_worker_per_gpu_over_nccl() -> None:
     cpu = Profile.model_validate(_profile()).train.scaling
     assert (cpu.num_workers, cpu.use_gpu, cpu.backend) == (2, False, "gloo")
@@ -66,6 +68,7 @@ def test_gpu_harness_trains_one_worker_per_gpu_over_nccl() -> None:
     assert (gpu.num_workers, gpu.use_gpu, gpu.backend) == (1, True, "nccl")
 
 
+@needs_shared
 @pytest.mark.parametrize(
     ("ablation", "changed"),
     [
@@ -91,6 +94,7 @@ def test_each_ablation_switches_off_exactly_its_technique(ablation: str, changed
     assert variant["train"]["soup_seeds"] == [0] and variant["evaluate"]["models"] == ["finetune"]
 
 
+@needs_shared
 def test_ablations_that_do_not_apply_fail_loudly() -> None:
     with pytest.raises(ValueError, match="decoder"):
         apply_ablation(_profile(), "causal", "minilm")

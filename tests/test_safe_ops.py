@@ -17,6 +17,7 @@ import pytest
 from kalm.run.outputs import outputs_problem, outputs_record
 from kalm.run.paths import RunPaths
 from kalm.settings import PROJECT_ROOT
+from tests.conftest import SMALL_RUN_THREADS
 
 pytestmark = pytest.mark.slow
 
@@ -115,6 +116,7 @@ def test_stat_check_hashes_only_moved_files_and_full_check_hashes_all(tmp_path):
 
 def kalm(args: list[str], log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}  # own ephemeral API
+    env["OMP_NUM_THREADS"] = str(SMALL_RUN_THREADS)  # compared byte for byte with the small run
     return subprocess.Popen(
         [sys.executable, "-m", "kalm.cli", *args],
         cwd=PROJECT_ROOT,

@@ -17,12 +17,13 @@ import pytest
 
 from data_catalog.catalog import load_catalog
 from data_catalog.collect import CatalogManifest, collect_catalog
+from tests.conftest import needs_shared
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO.parent / "shared" / "datasets" / "train"
 CATALOG = REPO / "data_catalog" / "shared.yaml"
 
-pytestmark = pytest.mark.skipif(not TRAIN.is_dir(), reason="shared datasets not mounted")
+pytestmark = needs_shared
 
 
 def _lines(path: Path) -> list[str]:

@@ -14,10 +14,11 @@ import pytest
 
 from kalm.dedup import DecontaminationConfig, DecontaminationStats, decontaminate_dataset
 from kalm.dedup.decontaminate import REMOVED_SCHEMA
+from tests.conftest import SHARED_DATASETS, needs_shared
 
 from .fixtures import read_dir, write_rows
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"  # ../shared beside the repo
+SHARED = SHARED_DATASETS  # ../shared/datasets beside the repo
 LONG = " ".join(f"w{i}" for i in range(40))
 
 
@@ -183,7 +184,7 @@ def _grams(text: str) -> set:
     return {t[i : i + 5] for i in range(len(t) - 4)} if len(t) >= 5 else {t}
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared datasets not mounted")
+@needs_shared
 def test_real_overlaps_banking77_and_20ng(tmp_path: Path) -> None:
     with open(SHARED / "train/banking77/train.csv", newline="", encoding="utf-8") as fh:
         bank = [r["text"] for r in csv.DictReader(fh)]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+import pytest
 
 from kalm.dedup import DedupStats
 from kalm.dedup.report import (
@@ -11,6 +14,7 @@ from kalm.dedup.report import (
     contamination_markdown,
     write_cluster_histogram,
 )
+from tests.plots import bars, read_png
 
 DEDUP = {
     "rows_in": 110,
@@ -94,8 +98,18 @@ def test_contamination_and_cluster_markdown() -> None:
 
 
 def test_cluster_histogram_png(tmp_path: Path) -> None:
-    path = write_cluster_histogram(DEDUP, tmp_path)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    many = {str(s): 1 for s in range(1, 60)}  # > 20 sizes: power-of-two bins
-    again = write_cluster_histogram(many, tmp_path, "many.png")
-    assert again.stat().st_size > 1000
+    """One bar per cluster size, heights on a log axis: h = a·log(count) + b, so height differences are
+    proportional to log-count differences."""
+    bar_colour = (0x4C, 0x72, 0xB0)
+    heights = bars(read_png(write_cluster_histogram(DEDUP, tmp_path), (700, 350)), bar_colour)
+    assert len(heights) == 3, heights  # sizes 1, 2 and 5
+    one, two, five = heights
+    assert (one - five) / (two - five) == pytest.approx(math.log(95) / math.log(3), rel=0.05)  # 95, 3, 1
+    many = {str(s): 1 for s in range(1, 60)}  # > 20 sizes: power-of-two bins 1, 2, 3-4, ..., 33-64
+    heights = bars(read_png(write_cluster_histogram(many, tmp_path, "many.png")), bar_colour)
+    counts = [1, 1, 2, 4, 8, 16, 27]
+    assert len(heights) == len(counts)
+    for height, count in zip(heights[1:], counts[1:], strict=True):
+        assert height - heights[0] == pytest.approx(
+            (heights[-1] - heights[0]) * math.log(count) / math.log(27), abs=2
+        )

@@ -21,6 +21,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import numpy as np
 import pytest
 
+from tests.conftest import require_shared
+
 EVAL_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "eval"
 
 
@@ -96,9 +98,7 @@ SMALL_TASKS = (
 
 @pytest.fixture(scope="session")
 def eval_root() -> Path:
-    if not EVAL_ROOT.is_dir():
-        pytest.skip(f"shared eval datasets not found at {EVAL_ROOT}")
-    return EVAL_ROOT
+    return require_shared(EVAL_ROOT)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest
 
+from tests.conftest import require_shared
 from tests.evaluation.conftest import EVAL_ROOT, subsample_task
 
 TINY_TASKS = ("STSBenchmark", "MSRP")
@@ -36,8 +37,7 @@ def private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 @pytest.fixture(scope="session")
 def tiny_tasks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """STSBenchmark (STS) and MSRP (PairClassification), 24 rows each."""
-    if not EVAL_ROOT.is_dir():
-        pytest.skip(f"shared eval datasets not found at {EVAL_ROOT}")
+    require_shared(EVAL_ROOT)
     root = tmp_path_factory.mktemp("tiny_tasks")
     for name in TINY_TASKS:
         subsample_task(EVAL_ROOT / name, root / name, n=24)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from kalm.evaluation import TaskScore
 from kalm.results import ResultsStore, build_leaderboard, rich_tables, to_markdown, write_chart
+from tests.plots import MPL_BLUE, MPL_ORANGE, bars, read_png
 
 
 def score(task: str, family: str, value: float) -> TaskScore:
@@ -77,8 +78,15 @@ def test_renderings(store: ResultsStore, tmp_path: Path) -> None:
     assert "MTY" in text and "55.00" in text and "ckpt/beta@bbbbbbbb" in text
     markdown = to_markdown(board)
     assert "| ckpt/beta@bbbbbbbb | 3 | 53.33 | 55.00 |" in markdown
-    png = write_chart(board, tmp_path / "chart" / "board.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = read_png(write_chart(board, tmp_path / "chart" / "board.png"))
+    # One MTK (blue) and one MTY (orange) bar per entry, in the board's order, on one axis from zero: every
+    # bar's height in pixels is the same multiple of its value (the legend's small patches are left out).
+    mtk = [h for h in bars(png, MPL_BLUE) if h > 20]
+    mty = [h for h in bars(png, MPL_ORANGE) if h > 20]
+    assert len(mtk) == len(mty) == len(board.entries) == 3
+    values = [*board.entries["MTK"], *board.entries["MTY"]]
+    per_unit = [h / v for h, v in zip(mtk + mty, values, strict=True)]
+    assert max(per_unit) / min(per_unit) == pytest.approx(1.0, abs=0.01), (mtk, mty, values)
 
 
 def test_results_command(store: ResultsStore, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kalm.results import ResultsStore, evaluate_with_store
+from tests.conftest import require_shared
 from tests.evaluation.conftest import EVAL_ROOT, subsample_task
 from tests.results.conftest import CountingEmbedder
 
@@ -36,8 +37,7 @@ class TextCounter(CountingEmbedder):
 @pytest.fixture(scope="module")
 def retrieval_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SciFact cut to 8 queries over their relevant documents plus 24 others (MiniLM encodes it in seconds)."""
-    if not EVAL_ROOT.is_dir():
-        pytest.skip(f"shared eval datasets not found at {EVAL_ROOT}")
+    require_shared(EVAL_ROOT)
     task = tmp_path_factory.mktemp("retrieval") / "SciFact"
     subsample_task(EVAL_ROOT / "SciFact", task)
     queries = (task / "queries.jsonl").read_text().splitlines()[:8]

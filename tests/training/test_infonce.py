@@ -108,14 +108,25 @@ def test_target_is_the_first_document_of_each_group():
     assert float(loss_fn(q, shifted)) > 1.0
 
 
+@pytest.mark.parametrize("labelled", [False, True])
 @pytest.mark.parametrize("group", [1, 4])
-def test_focal_gamma_zero_is_plain_infonce(group):
+def test_focal_branch_tends_to_plain_infonce_as_gamma_goes_to_zero(group, labelled):
+    """The weighted branch (γ > 0 takes it; γ = 0 returns early) at γ = 1e-6: w = (1 − p)^γ ≈ 1 − γ·|log(1 − p)|,
+    so its value and gradients must equal plain InfoNCE to ~1e-5, and the gap must shrink with γ."""
     q, d = _embeddings(6, group, seed=2)
-    plain = InfoNCELoss(temperature=0.05, group_size=group, cross_device=False)
-    focal0 = InfoNCELoss(temperature=0.05, group_size=group, focal_gamma=0.0, cross_device=False)
-    a, ga_q, ga_d = _value_and_grads(plain, q, d)
-    b, gb_q, gb_d = _value_and_grads(focal0, q, d)
-    assert torch.equal(a, b) and torch.equal(ga_q, gb_q) and torch.equal(ga_d, gb_d)
+    labels = encode_labels(LABELS) if labelled else None
+
+    def run(gamma):
+        loss_fn = InfoNCELoss(temperature=0.05, group_size=group, focal_gamma=gamma, cross_device=False)
+        return _value_and_grads(lambda a, b: loss_fn(a, b, labels), q, d)
+
+    plain, plain_q, plain_d = run(0.0)
+    tiny, tiny_q, tiny_d = run(1e-6)
+    torch.testing.assert_close(tiny, plain, rtol=1e-5, atol=0)
+    torch.testing.assert_close(tiny_q, plain_q, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(tiny_d, plain_d, rtol=1e-4, atol=1e-5)
+    gaps = [float(plain - run(gamma)[0]) for gamma in (0.3, 0.1, 0.01)]
+    assert gaps[0] > gaps[1] > gaps[2] > 0  # focal weights < 1, approaching 1 as γ → 0
 
 
 @pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])

@@ -126,12 +126,32 @@ def test_random_pairs_are_distinct_and_cover_all():
     }
 
 
+def _mixer_lambdas(mixer: HardNegativeMixer, batch: int) -> torch.Tensor:
+    """λ of every synthetic negative the mixer makes, read back from its output: each query's two hard
+    negatives are the orthonormal e0 (the harder, so first in its only pair) and e1, so a synthetic negative
+    is normalize(λ·e0 + (1 − λ)·e1) and λ = h0 / (h0 + h1)."""
+    queries = F.normalize(torch.tensor([[1.0, 0.5, 0.0]]), dim=-1).expand(batch, 3)
+    negatives = torch.eye(3)[:2].expand(batch, 2, 3)
+    synthetic = mixer(queries, negatives)
+    assert torch.equal(synthetic[..., 2], torch.zeros(batch, mixer.k))
+    return (synthetic[..., 0] / (synthetic[..., 0] + synthetic[..., 1])).flatten()
+
+
 def test_lambda_is_beta_2_2():
-    """Beta(2, 2): mean 1/2, variance 1/20."""
-    mixer = HardNegativeMixer(k=1, seed=0)
-    lambdas = torch.rand(200_000, 3, generator=mixer.generator).median(dim=-1).values
+    """The mixer's λ is Beta(2, 2): mean 1/2, variance 1/20, and its CDF 3x² − 2x³ (Kolmogorov-Smirnov)."""
+    lambdas = _mixer_lambdas(HardNegativeMixer(k=100, pair_choice="hardest", seed=0), 2000).double()
+    assert lambdas.numel() == 200_000 and bool(((lambdas > 0) & (lambdas < 1)).all())
     assert abs(float(lambdas.mean()) - 0.5) < 0.005
     assert abs(float(lambdas.var()) - 0.05) < 0.002
+    x = lambdas.sort().values
+    n = x.numel()
+    cdf = 3 * x**2 - 2 * x**3
+    ks = max(
+        float((torch.arange(1, n + 1, dtype=torch.float64) / n - cdf).max()),
+        float((cdf - torch.arange(n, dtype=torch.float64) / n).max()),
+    )
+    assert ks < 1.63 / n**0.5  # the 1 % critical value: Beta(2, 2) is not rejected
+    assert not torch.equal(lambdas[:100], _mixer_lambdas(HardNegativeMixer(k=100, seed=1), 1))  # a fresh draw
 
 
 @pytest.mark.parametrize(("detach", "flows"), [(True, False), (False, True)])
