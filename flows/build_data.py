@@ -21,7 +21,7 @@ from kalm.run.steps import recorded
 from tasks.balance import balance_task
 from tasks.collect import collect_source_task, collect_summary_task, collect_task
 from tasks.decontaminate import decontaminate_task
-from tasks.dedup import dedup_task
+from tasks.dedup import dedup_task, split_config
 
 DATA_STEPS = ("collect", "dedup", "decontaminate", "balance")
 
@@ -55,13 +55,9 @@ def build_data_steps(
         else:
             done["collect"] = collect_sources_concurrently(profile_json, run, fingerprints)
     if "dedup" in wanted:
+        recipe, execution = split_config(profile.dedup)
         done["dedup"] = run_step(
-            dedup_task,
-            run,
-            "dedup",
-            profile.dedup.model_dump(mode="json"),
-            str(run.root),
-            upstream("collect"),
+            dedup_task, run, "dedup", recipe, str(run.root), upstream("collect"), execution
         )
     if "decontaminate" in wanted:
         local_tasks = profile.decontamination_tasks_dir(run)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+REMOVED_SCHEMA = pa.schema(
+    [
+        pa.field(name, pa.string(), nullable=False)
+        for name in ("id", "source", "category", "reason", "kept_id")
+    ]
+)
 
 
 class MinHashSettings(BaseModel):
@@ -33,7 +41,37 @@ class MinHashSettings(BaseModel):
         return self
 
 
-class DedupConfig(MinHashSettings):
+class ClusterSettings(BaseModel):
+    """Where and how dedup or decontamination runs on Ray; none of it changes the output, so none of it is
+    part of a step's cache key or config hash (:data:`CLUSTER_FIELDS`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    use_ray: bool = Field(
+        False, description="run on a Ray cluster: no process holds the corpus; the output is the same"
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster address; None: the profile's (KALM_RAY_ADDRESS), else a local Ray"
+    )
+    ray_num_cpus: float = Field(1.0, gt=0.0, description="CPUs reserved per Ray task")
+    ray_unit_rows: int = Field(
+        100_000, ge=1, description="rows per map task (consecutive row groups of one input file)"
+    )
+    ray_partition_rows: int = Field(
+        500_000, ge=1, description="rows per shuffle partition (id ranges, hash and band-key partitions)"
+    )
+    ray_max_retries: int = Field(3, ge=0, description="reruns of a task whose worker or node died")
+    scratch_dir: str | None = Field(
+        None,
+        description="intermediate files of a Ray run (deleted at the end); must be visible to every node; "
+        "None: beside the output folder",
+    )
+
+
+CLUSTER_FIELDS = frozenset(ClusterSettings.model_fields)
+
+
+class DedupConfig(MinHashSettings, ClusterSettings):
     """Exact + MinHash-LSH near dedup settings (the MinHash fields are :class:`MinHashSettings`)."""
 
     exact: bool = True
@@ -43,14 +81,6 @@ class DedupConfig(MinHashSettings):
     batch_size: int = Field(4096, ge=1, description="documents per signature batch")
     bucket_window: int = Field(16, ge=1, description="neighbours paired per member inside an LSH bucket")
     max_examples: int = Field(5, ge=0)
-    use_ray: bool = Field(
-        False, description="signatures, band keys and bucket grouping (candidate pairs) as Ray Data stages"
-    )
-    ray_bucket_partitions: int = Field(
-        16, ge=1, description="hash partitions of the band-key shuffle (each must fit one worker's memory)"
-    )
-    ray_address: str | None = Field(None, description="Ray cluster address; None starts/uses a local Ray")
-    ray_num_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved per Ray signature task")
 
 
 class CategoryDedupStats(BaseModel):

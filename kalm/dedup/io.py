@@ -1,8 +1,10 @@
 """Input discovery and deterministic Parquet part writing shared by dedup and balance.
 
 Why a custom writer: outputs must be byte-identical on re-run, so rows are re-chunked into fixed-size row
-groups and fixed-size parts regardless of how the producer (DuckDB, Arrow) happened to batch them, and every
-table is cast to ``CANONICAL_SCHEMA`` so field nullability and schema metadata survive the round trip.
+groups and fixed-size parts regardless of how the producer (DuckDB, Arrow, the tasks of a cluster) happened to
+batch them, and every table is cast to ``CANONICAL_SCHEMA`` so field nullability and schema metadata survive the
+round trip. Each row group is written from one contiguous chunk (``combine_chunks``): Parquet's page breaks
+follow the Arrow chunks, so the same rows in other chunks would give other bytes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,55 @@ def discover_parquet(in_dir: Path, pattern: str = "*.parquet", exclude: Path | N
             continue
         found.append(path)
     return sorted(found, key=lambda p: p.relative_to(in_dir).as_posix())
+
+
+SINGLE_FILE_ROW_GROUP = 1 << 20
+
+
+def write_row_groups(writer: pq.ParquetWriter, table: pa.Table, row_group_size: int) -> None:
+    """``table`` as row groups of ``row_group_size`` rows (the last one shorter), each one contiguous chunk."""
+    for start in range(0, table.num_rows, row_group_size):
+        chunk = table.slice(start, row_group_size).combine_chunks()
+        writer.write_table(chunk, row_group_size=row_group_size)
+
+
+def write_part(path: Path, table: pa.Table, row_group_size: int) -> None:
+    """One whole part: what :class:`PartWriter` writes for the same rows (used by the cluster paths)."""
+    writer = pq.ParquetWriter(path, CANONICAL_SCHEMA, compression="zstd")
+    write_row_groups(writer, conform(table), row_group_size)
+    writer.close()
+
+
+class TableWriter:
+    """One zstd Parquet file of ``schema`` streamed in row groups of ``row_group_size`` rows, whatever the
+    batches written (``removed.parquet``: the same bytes from one process or from the tasks of a cluster)."""
+
+    def __init__(self, path: Path, schema: pa.Schema, row_group_size: int = SINGLE_FILE_ROW_GROUP) -> None:
+        self.schema, self.row_group_size = schema, row_group_size
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._pending.append(table.cast(self.schema))
+        self._rows += table.num_rows
+        if self._rows >= self.row_group_size:
+            buf = pa.concat_tables(self._pending)
+            whole = buf.num_rows - buf.num_rows % self.row_group_size
+            write_row_groups(self._writer, buf.slice(0, whole), self.row_group_size)
+            rest = buf.slice(whole)
+            self._pending, self._rows = [rest], rest.num_rows
+
+    def close(self) -> None:
+        if self._rows:
+            write_row_groups(self._writer, pa.concat_tables(self._pending), self.row_group_size)
+        self._writer.close()
+
+
+def write_single(path: Path, table: pa.Table, schema: pa.Schema) -> None:
+    writer = TableWriter(path, schema)
+    writer.write(table)
+    writer.close()
 
 
 def conform(table: pa.Table | pa.RecordBatch, schema: pa.Schema = CANONICAL_SCHEMA) -> pa.Table:
@@ -70,9 +121,7 @@ class PartWriter:
         n_write = buf.num_rows if final else buf.num_rows - buf.num_rows % self.row_group_size
         if self._writer is None:
             self._open()
-        for start in range(0, n_write, self.row_group_size):
-            chunk = buf.slice(start, min(self.row_group_size, n_write - start))
-            self._writer.write_table(chunk, row_group_size=self.row_group_size)
+        write_row_groups(self._writer, buf.slice(0, n_write), self.row_group_size)
         rest = buf.slice(n_write)
         self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 

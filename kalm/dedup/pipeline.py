@@ -18,20 +18,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_catalog.schema import CANONICAL_SCHEMA
-from kalm.dedup.config import CategoryDedupStats, DedupConfig, DedupStats
-from kalm.dedup.io import PartWriter, discover_parquet
+from kalm.dedup.cluster import cluster_dedup
+from kalm.dedup.config import REMOVED_SCHEMA, CategoryDedupStats, DedupConfig, DedupStats
+from kalm.dedup.io import PartWriter, discover_parquet, write_single
 from kalm.dedup.lsh import candidate_pairs, text_band_keys, verified_components
 from kalm.dedup.minhash import shingle_hashes
 from kalm.dedup.normalize import join_pair, normalize_array
-from kalm.dedup.ray_stage import ray_candidate_pairs
 
 _KEY_COLUMNS = ["id", "source", "category", "query", "positive"]
-REMOVED_SCHEMA = pa.schema(
-    [
-        pa.field(name, pa.string(), nullable=False)
-        for name in ("id", "source", "category", "reason", "kept_id")
-    ]
-)
 
 
 def _load_keys(files: list[Path]) -> pa.Table:
@@ -155,16 +149,22 @@ def _stats(
     )
 
 
-def dedup_dataset(in_dir: Path, out_dir: Path, cfg: DedupConfig) -> DedupStats:
+def dedup_dataset(in_dir: Path, out_dir: Path, cfg: DedupConfig, execution: dict | None = None) -> DedupStats:
     """Exact + near dedup of every ``*.parquet`` under ``in_dir`` (quarantine excluded) into ``out_dir``.
 
-    With ``cfg.use_ray`` signatures, band keys and bucket grouping run as Ray Data stages
-    (:mod:`kalm.dedup.ray_stage`); the output is byte-identical to the single-process path.
-    Writes ``part-*.parquet`` (kept rows, sorted by id), ``removed.parquet`` (every removed row with its
-    reason and the id of the row kept in its place) and ``stats.json``.
+    With ``cfg.use_ray`` it runs on a Ray cluster (:mod:`kalm.dedup.cluster`, no process holds the corpus)
+    and fills ``execution`` with its report (tasks per node, retried tasks); the output is byte-identical to
+    the single-process path. Writes ``part-*.parquet`` (kept rows, sorted by id), ``removed.parquet`` (every
+    removed row with its reason and the id of the row kept in its place) and ``stats.json``.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     files = discover_parquet(in_dir, "*.parquet", exclude=out_dir)
+    if cfg.use_ray:
+        done = cluster_dedup(files, out_dir, cfg)
+        if done is not None:
+            if execution is not None:
+                execution.update(done[1])
+            return done[0]
     keys = _load_keys(files)
     n = keys.num_rows
     positions = np.arange(n, dtype=np.int64)
@@ -176,11 +176,7 @@ def dedup_dataset(in_dir: Path, out_dir: Path, cfg: DedupConfig) -> DedupStats:
         if cfg.near and n:
             survivors = np.flatnonzero(rep == positions)
             texts = join_pair(query, positive).take(pa.array(survivors))
-            if cfg.use_ray:  # signatures, band keys and bucket grouping as Ray Data stages
-                fi, ri = (keys.column(c).to_numpy() for c in ("file_idx", "row_idx"))
-                pairs = ray_candidate_pairs(files, fi, ri, survivors, cfg)
-            else:
-                pairs = _local_candidate_pairs(texts, cfg)
+            pairs = _local_candidate_pairs(texts, cfg)
             near_root = survivors[_near_reps(texts, pairs, cfg)]
             resolved = positions.copy()
             resolved[survivors] = near_root
@@ -202,7 +198,7 @@ def dedup_dataset(in_dir: Path, out_dir: Path, cfg: DedupConfig) -> DedupStats:
             "kept_id": keys.column("id").take(pa.array(final[removed])),
         }
     ).cast(REMOVED_SCHEMA)
-    pq.write_table(removed_tbl, out_dir / "removed.parquet", compression="zstd")
+    write_single(out_dir / "removed.parquet", removed_tbl, REMOVED_SCHEMA)
     stats = _stats(keys, final, exact_removed, near_removed, cfg)
     (out_dir / "stats.json").write_text(json.dumps(stats.model_dump(mode="json"), indent=2) + "\n")
     return stats

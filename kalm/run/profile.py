@@ -101,12 +101,19 @@ class Profile(BaseModel):
         """The profile with a flow's or a command's overrides, and the Ray address resolved.
 
         A catalog override collects that catalog's own files (no demo data is generated for it). The Ray
-        address is the override, else the profile's, else ``KALM_RAY_ADDRESS``; None means a local Ray. A
+        address is the override, else the profile's, else ``KALM_RAY_ADDRESS``; None means a local Ray; it is
+        also dedup's and decontamination's when they name none (used with their ``use_ray``). A
         ``packaged:`` backbone becomes the local folder its package ships (:func:`resolve_backbone`).
         """
-        updates: dict[str, Any] = {
-            "ray_address": ray_address or self.ray_address or get_settings().ray_address
-        }
+        address = ray_address or self.ray_address or get_settings().ray_address
+        updates: dict[str, Any] = {"ray_address": address}
+        for step in (
+            "dedup",
+            "decontaminate",
+        ):  # their Ray runs go to the profile's cluster unless they name one
+            config = getattr(self, step)
+            if config.ray_address is None and address:
+                updates[step] = config.model_copy(update={"ray_address": address})
         if catalog:
             updates |= {"catalog": catalog, "demo_data": False}
         base = base_model or self.train.model.base

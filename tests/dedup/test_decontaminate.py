@@ -37,7 +37,11 @@ def _write_task(root: Path, name: str, kind: str, files: dict[str, list[dict]]) 
 
 @pytest.fixture
 def eval_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "eval"
+    return write_eval_tasks(tmp_path / "eval")
+
+
+def write_eval_tasks(root: Path) -> Path:
+    """One task of every type, each with a text that ``_train_rows`` leaks."""
     _write_task(
         root,
         "Sts",

@@ -21,8 +21,10 @@ their MinHash signatures share an LSH bucket and the exact Jaccard of their shin
 a long positive that merely *contains* a short test sentence is not dropped.
 
 The evaluation index is small (tens of thousands of texts), so training rows are streamed in batches: memory is
-bounded by the batch, and the row work is embarrassingly parallel. Kept rows are written sorted by
-``(id, file, row)`` like dedup, so re-runs (and shuffled inputs) give byte-identical output.
+bounded by the batch, and the row work is embarrassingly parallel: with ``use_ray`` the index is broadcast to
+Ray workers that match the rows where they are (:mod:`kalm.dedup.decontaminate.cluster`, the same output).
+Kept rows are written sorted by ``(id, file, row)`` like dedup, so re-runs (and shuffled inputs) give
+byte-identical output.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kalm.dedup.decontaminate.cluster import cluster_decontaminate
 from kalm.dedup.decontaminate.config import DecontaminationConfig, DecontaminationStats
-from kalm.dedup.decontaminate.index import build_eval_index, local_task_texts
+from kalm.dedup.decontaminate.index import EvalIndex, build_eval_index, local_task_texts
 from kalm.dedup.decontaminate.match import KEY_COLUMNS, batch_matches, removed_records
 from kalm.dedup.decontaminate.write import REMOVED_SCHEMA, contamination_stats, write_kept
-from kalm.dedup.io import discover_parquet
+from kalm.dedup.io import discover_parquet, write_single
 from kalm.dedup.minhash import MinHasher
 
 __all__ = ["REMOVED_SCHEMA", "DecontaminationConfig", "DecontaminationStats", "decontaminate_dataset"]
@@ -73,6 +76,29 @@ def decontaminate_dataset(
     if cfg.enabled:
         local = local_task_texts(Path(tasks_dir), cfg.include_corpus) if tasks_dir is not None else []
         index = build_eval_index(local + sorted((official_texts or {}).items()), cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = cluster_decontaminate(files, out_dir, index, cfg) if cfg.use_ray else None
+    if done is not None:
+        records, rows_in = done
+    else:
+        records, rows_in = _match_files(files, index, cfg)
+        dropped = sorted({(r["_file"], r["_row"]) for r in records})
+        write_kept(files, dropped, out_dir, cfg)
+    removed = pa.Table.from_pylist(
+        [{k: v for k, v in r.items() if not k.startswith("_")} for r in records], schema=REMOVED_SCHEMA
+    )
+    write_single(out_dir / "removed.parquet", removed, REMOVED_SCHEMA)
+    stats = contamination_stats(records, rows_in, index, cfg).model_copy(
+        update={"unchecked": list(unchecked)}
+    )
+    (out_dir / "stats.json").write_text(json.dumps(stats.model_dump(mode="json"), indent=2) + "\n")
+    return stats
+
+
+def _match_files(
+    files: list[Path], index: EvalIndex | None, cfg: DecontaminationConfig
+) -> tuple[list[dict], Counter]:
+    """The removed records of every file, sorted by ``(id, file, row, task)``, and the rows per category."""
     hasher = MinHasher(cfg.num_perm, cfg.seed)
     records: list[dict] = []
     rows_in: Counter = Counter()
@@ -86,15 +112,4 @@ def decontaminate_dataset(
                 records += removed_records(batch, hits, index, file_idx, row0)
             row0 += batch.num_rows
     records.sort(key=lambda r: (r["id"], r["_file"], r["_row"], r["eval_task"]))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dropped = sorted({(r["_file"], r["_row"]) for r in records})
-    write_kept(files, dropped, out_dir, cfg)
-    removed = pa.Table.from_pylist(
-        [{k: v for k, v in r.items() if not k.startswith("_")} for r in records], schema=REMOVED_SCHEMA
-    )
-    pq.write_table(removed, out_dir / "removed.parquet", compression="zstd")
-    stats = contamination_stats(records, rows_in, index, cfg).model_copy(
-        update={"unchecked": list(unchecked)}
-    )
-    (out_dir / "stats.json").write_text(json.dumps(stats.model_dump(mode="json"), indent=2) + "\n")
-    return stats
+    return records, rows_in

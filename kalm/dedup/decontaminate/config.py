@@ -7,13 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from kalm.dedup.config import MinHashSettings
+from kalm.dedup.config import ClusterSettings, MinHashSettings
 
 
-class DecontaminationConfig(MinHashSettings):
+class DecontaminationConfig(MinHashSettings, ClusterSettings):
     """Which evaluation texts to index and how training texts are matched against them.
 
-    The MinHash fields are :class:`kalm.dedup.config.MinHashSettings`, with the same defaults as dedup.
+    The MinHash fields are :class:`kalm.dedup.config.MinHashSettings`, with the same defaults as dedup; the Ray
+    ones (``use_ray``: match on a cluster, the index broadcast to the workers) are
+    :class:`kalm.dedup.config.ClusterSettings`.
     """
 
     enabled: bool = True
