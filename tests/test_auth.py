@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ from typer.testing import CliRunner
 
 from kalm.cli import app, control
 from kalm.settings import PROJECT_ROOT, Settings
+from tests.prefect_server import deployed_server, free_port
 
 CREDENTIALS = "kalm-admin:not-a-real-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_serve_on_a_public_address_without_auth_refuses_in_one_line(monkeypatch):
@@ -44,17 +38,11 @@ def test_loopback_needs_no_auth_and_names_resolve_as_public():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("auth")
-    settings = Settings(state_dir=root / "state", runs_dir=root / "runs", server_port=free_port())
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(control.SERVER_AUTH, CREDENTIALS)
         patch.delenv(control.CLIENT_AUTH, raising=False)
-        control.start_server(settings)
-        try:
-            control.deploy(settings)
+        with deployed_server(tmp_path_factory.mktemp("auth")) as settings:
             yield settings
-        finally:
-            control.stop(settings)
 
 
 def request(url: str, credentials: str | None) -> urllib.request.Request:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from kalm.cli import control
 from kalm.settings import PROJECT_ROOT, Settings
 from tests.plots import read_png
+from tests.prefect_server import deployed_server
 
 pytestmark = pytest.mark.slow
 
@@ -34,22 +34,10 @@ DEPLOYMENTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("server")
-    settings = Settings(state_dir=root / "state", runs_dir=root / "runs", server_port=free_port())
-    control.start_server(settings)
-    try:
-        control.deploy(settings)
+    with deployed_server(tmp_path_factory.mktemp("server")) as settings:
         yield settings
-    finally:
-        control.stop(settings)
 
 
 def prefect(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
