@@ -66,7 +66,7 @@ def server_env(settings: Settings) -> dict[str, str]:
         PREFECT_HOME=str(settings.state_dir / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         KALM_RUNS_DIR=str(settings.runs_dir),
-        KALM_STATE_DIR=str(settings.state_dir),  # the worker's flows keep their results store beside the server's
+        KALM_STATE_DIR=str(settings.state_dir),  # the worker's flows: the server's results store
     )
     return env
 
