@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 from mteb.abstasks import (
     AbsTaskClassification,
     AbsTaskClustering,
@@ -22,70 +22,38 @@ from mteb.abstasks import (
 from mteb.abstasks.abstask import AbsTask
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from kalm.evaluation.task_spec import LocalTaskSpec, read_jsonl, read_qrels, select_task_specs
+from kalm.evaluation.local_readers import (
+    ClassificationReader,
+    ClusteringReader,
+    LocalDataMixin,
+    PairClassificationReader,
+    RerankingReader,
+    RetrievalReader,
+    STSReader,
+)
+from kalm.evaluation.task_spec import LocalTaskSpec, select_task_specs
 from kalm.hashing import hash_directory
 
 _CATEGORY = {"Classification": "t2c", "Clustering": "t2c"}  # every other local type is text-to-text
 
 
-class _LocalDataMixin:
-    """Replaces mteb's hub loading with a reader for the task's local files."""
-
-    spec: ClassVar[LocalTaskSpec]
-    dataset: Any
-    data_loaded: bool
-
-    def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
-        """Read the local files once; mteb calls this lazily and again after `unload_data`."""
-        if self.data_loaded:
-            return
-        self.dataset = {"default": self._read_split(self.spec)}
-        self.data_loaded = True
-
-    def _read_split(self, spec: LocalTaskSpec) -> Any:
-        raise NotImplementedError
+class LocalSTSTask(STSReader, AbsTaskSTS):
+    """STS with mteb's defaults; min/max_score from task.json."""
 
 
-class LocalSTSTask(_LocalDataMixin, AbsTaskSTS):
-    """STS: `{split}.jsonl` rows of sentence1, sentence2, score (scaled by mteb with min/max_score)."""
-
-    def _read_split(self, spec: LocalTaskSpec) -> DatasetDict:
-        rows = read_jsonl(spec, f"{spec.split}.jsonl", ("sentence1", "sentence2", "score"))
-        return DatasetDict({spec.split: _columns(rows, ("sentence1", "sentence2", "score"))})
-
-
-class LocalPairClassificationTask(_LocalDataMixin, AbsTaskPairClassification):
-    """PairClassification: `{split}.jsonl` rows of sentence1, sentence2, label (0/1)."""
+class LocalPairClassificationTask(PairClassificationReader, AbsTaskPairClassification):
+    """PairClassification with mteb's defaults."""
 
     label_column_name = "label"
 
-    def _read_split(self, spec: LocalTaskSpec) -> DatasetDict:
-        rows = read_jsonl(spec, f"{spec.split}.jsonl", ("sentence1", "sentence2", "label"))
-        return DatasetDict({spec.split: _columns(rows, ("sentence1", "sentence2", "label"))})
+
+class LocalClassificationTask(ClassificationReader, AbsTaskClassification):
+    """Classification with mteb's defaults (logistic regression, 8 samples per label, 10 experiments)."""
 
 
-class LocalClassificationTask(_LocalDataMixin, AbsTaskClassification):
-    """Classification: logistic regression on `train.jsonl` embeddings, scored on `{split}.jsonl` (mteb defaults)."""
-
-    def _read_split(self, spec: LocalTaskSpec) -> DatasetDict:
-        train = read_jsonl(spec, "train.jsonl", ("text", "label"))
-        test = read_jsonl(spec, f"{spec.split}.jsonl", ("text", "label"))
-        # integer ids over one shared, sorted label set: binary metrics (average precision) need numbers
-        label_ids = {name: i for i, name in enumerate(sorted({str(r["label"]) for r in train + test}))}
-        return DatasetDict(
-            {
-                "train": Dataset.from_dict(
-                    {"text": [r["text"] for r in train], "label": [label_ids[str(r["label"])] for r in train]}
-                ),
-                spec.split: Dataset.from_dict(
-                    {"text": [r["text"] for r in test], "label": [label_ids[str(r["label"])] for r in test]}
-                ),
-            }
-        )
-
-
-class LocalClusteringTask(_LocalDataMixin, AbsTaskClustering):
-    """Clustering: the whole `{split}.jsonl` set is embedded (no mteb down-sampling), then mteb's bootstrap."""
+class LocalClusteringTask(ClusteringReader, AbsTaskClustering):
+    """Clustering without a counterpart: the whole `{split}.jsonl` set is embedded (no mteb down-sampling),
+    then mteb's bootstrap, sampling as many documents as the set holds (mteb caps at 16,384)."""
 
     input_column_name = "text"
     label_column_name = "label"
@@ -93,71 +61,22 @@ class LocalClusteringTask(_LocalDataMixin, AbsTaskClustering):
     max_document_to_embed = None
 
     def _read_split(self, spec: LocalTaskSpec) -> DatasetDict:
-        rows = read_jsonl(spec, f"{spec.split}.jsonl", ("text", "label"))
-        # bootstrap samples as many documents as the set holds (mteb caps at 16,384)
-        self.max_documents_per_cluster = min(len(rows), AbsTaskClustering.max_documents_per_cluster)
-        return DatasetDict({spec.split: _columns(rows, ("text", "label"), as_str=("label",))})
+        data = super()._read_split(spec)
+        self.max_documents_per_cluster = min(
+            len(data[spec.split]), AbsTaskClustering.max_documents_per_cluster
+        )
+        return data
 
 
-class LocalRetrievalTask(_LocalDataMixin, AbsTaskRetrieval):
-    """Retrieval: BEIR layout (corpus.jsonl, queries.jsonl, qrels/{split}.tsv), full-corpus search."""
-
-    def _read_split(self, spec: LocalTaskSpec) -> dict[str, Any]:
-        corpus = read_jsonl(spec, "corpus.jsonl", ("_id", "text"))
-        queries = read_jsonl(spec, "queries.jsonl", ("_id", "text"))
-        return {
-            spec.split: {
-                "corpus": Dataset.from_dict(
-                    {
-                        "id": [str(r["_id"]) for r in corpus],
-                        "title": [r.get("title") or "" for r in corpus],
-                        "text": [r["text"] for r in corpus],
-                    }
-                ),
-                "queries": Dataset.from_dict(
-                    {"id": [str(r["_id"]) for r in queries], "text": [r["text"] for r in queries]}
-                ),
-                "relevant_docs": read_qrels(spec, f"qrels/{spec.split}.tsv"),
-                "top_ranked": None,
-            }
-        }
+class LocalRetrievalTask(RetrievalReader, AbsTaskRetrieval):
+    """Retrieval with mteb's defaults."""
 
 
-class LocalRerankingTask(_LocalDataMixin, AbsTaskRetrieval):
-    """Reranking: each query's positives + negatives are its candidate list, scored with mteb's retrieval metrics."""
-
-    def _read_split(self, spec: LocalTaskSpec) -> dict[str, Any]:
-        rows = read_jsonl(spec, f"{spec.split}.jsonl", ("query", "positive", "negative"))
-        doc_ids: list[str] = []
-        doc_texts: list[str] = []
-        query_ids: list[str] = []
-        query_texts: list[str] = []
-        relevant: dict[str, dict[str, int]] = {}
-        top_ranked: dict[str, list[str]] = {}
-        for q_idx, row in enumerate(rows):
-            qid = f"q{q_idx}"
-            query_ids.append(qid)
-            query_texts.append(row["query"])
-            relevant[qid] = {}
-            top_ranked[qid] = []
-            candidates = [(text, 1) for text in row["positive"]] + [(text, 0) for text in row["negative"]]
-            for d_idx, (text, label) in enumerate(candidates):
-                did = f"{qid}_d{d_idx}"
-                doc_ids.append(did)
-                doc_texts.append(text)
-                relevant[qid][did] = label
-                top_ranked[qid].append(did)
-        return {
-            spec.split: {
-                "corpus": Dataset.from_dict({"id": doc_ids, "title": [""] * len(doc_ids), "text": doc_texts}),
-                "queries": Dataset.from_dict({"id": query_ids, "text": query_texts}),
-                "relevant_docs": relevant,
-                "top_ranked": top_ranked,
-            }
-        }
+class LocalRerankingTask(RerankingReader, AbsTaskRetrieval):
+    """Reranking with mteb's retrieval defaults."""
 
 
-_TASK_CLASSES: dict[str, type[_LocalDataMixin]] = {
+_TASK_CLASSES: dict[str, type[LocalDataMixin]] = {
     "STS": LocalSTSTask,
     "Retrieval": LocalRetrievalTask,
     "Classification": LocalClassificationTask,
@@ -165,10 +84,6 @@ _TASK_CLASSES: dict[str, type[_LocalDataMixin]] = {
     "PairClassification": LocalPairClassificationTask,
     "Reranking": LocalRerankingTask,
 }
-
-
-def _columns(rows: list[dict[str, Any]], keys: Sequence[str], as_str: Sequence[str] = ()) -> Dataset:
-    return Dataset.from_dict({k: [str(r[k]) if k in as_str else r[k] for r in rows] for k in keys})
 
 
 def build_metadata(spec: LocalTaskSpec) -> TaskMetadata:
@@ -200,7 +115,7 @@ def make_task(spec: LocalTaskSpec) -> AbsTask:
 
 def is_local_task(task: object) -> bool:
     """Whether `task` reads a local task directory (as opposed to an official mteb task on the hub)."""
-    return isinstance(task, _LocalDataMixin)
+    return isinstance(task, LocalDataMixin)
 
 
 def load_local_tasks(tasks_dir: Path, names: Sequence[str] | None = None) -> list[AbsTask]:
