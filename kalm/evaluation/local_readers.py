@@ -1,8 +1,8 @@
 """Readers of local task directories: each fills an mteb task's ``dataset`` from the task's files.
 
 A reader is a mixin: combined with mteb's abstract task of its type (``kalm.evaluation.local_tasks``'s
-``Local*Task`` classes), it replaces only ``load_data``; columns are named as the class it is combined with
-expects them, so the same reader also serves an mteb task class that names them otherwise.
+``Local*Task`` classes, mteb's defaults) or with the class of the task's MTEB counterpart (its protocol), it
+replaces only ``load_data``; columns are named as the class it is combined with expects them.
 """
 
 from __future__ import annotations
@@ -97,6 +97,22 @@ class ClusteringReader(LocalDataMixin):
         data = {
             self.input_column_name: [r["text"] for r in rows],
             self.label_column_name: [str(r["label"]) for r in rows],
+        }
+        return DatasetDict({spec.split: Dataset.from_dict(data)})
+
+
+class LegacyClusteringReader(LocalDataMixin):
+    """Clustering as mteb's legacy clustering reads it: `{split}.jsonl` as one set of texts and labels
+    (mteb's k-means runs once per set; a local task holds one)."""
+
+    input_column_name: str
+    label_column_name: str
+
+    def _read_split(self, spec: LocalTaskSpec) -> DatasetDict:
+        rows = read_jsonl(spec, f"{spec.split}.jsonl", ("text", "label"))
+        data = {
+            self.input_column_name: [[r["text"] for r in rows]],
+            self.label_column_name: [[str(r["label"]) for r in rows]],
         }
         return DatasetDict({spec.split: Dataset.from_dict(data)})
 
