@@ -20,8 +20,11 @@ from datasets import Dataset, DatasetDict
 
 from kalm.evaluation import TaskSpecError, evaluate_tasks, load_local_tasks
 from kalm.evaluation.local_tasks import task_protocol, task_revision
+from kalm.evaluation.protocol import TaskScore
 from kalm.evaluation.task_spec import read_jsonl, read_qrels, read_task_spec
 from kalm.hashing import hash_directory
+from kalm.results import ResultsStore, current_mteb_version
+from kalm.results.cached import evaluate_with_store
 from tests.evaluation.conftest import _per_label, _read, _write, subsample_task
 
 COUNTERPART_TASKS = (
@@ -210,3 +213,41 @@ def test_bad_counterpart_names_the_task_and_field(
     _set_task_json(task_dir, mteb_counterpart=counterpart)
     with pytest.raises(TaskSpecError, match=rf"'STSBenchmark'.*'mteb_counterpart'.*{message}"):
         load_local_tasks(tmp_path)
+
+
+@pytest.mark.slow
+def test_store_records_the_protocol_and_reads_it_back(
+    counterpart_dir: Path, minilm: Any, tmp_path: Path
+) -> None:
+    store = ResultsStore(tmp_path / "results.duckdb")
+    # a score stored before protocols were part of the revision (keyed on the directory hash alone) was made
+    # under the defaults of its type: it must not be read back as the counterpart protocol's score
+    old = TaskScore(
+        task="SICK-R",
+        task_type="STS",
+        languages=["eng"],
+        main_score_name="cosine_spearman",
+        main_score=0.01,
+        split="test",
+    )
+    model_hash = hash_directory(minilm.path)
+    store.register_model(model_hash, minilm.path)
+    store.record_scores(
+        model_hash,
+        [old],
+        task_revisions={"SICK-R": hash_directory(counterpart_dir / "SICK-R")},
+        mteb_version=current_mteb_version(),
+        use_instructions=False,
+    )
+    args = (minilm.path, counterpart_dir, tmp_path / "out")
+    kwargs = {"store": store, "task_names": ["SICK-R"], "use_instructions": False, "embedding_cache": False}
+    first = evaluate_with_store(*args, **kwargs)
+    again = evaluate_with_store(*args, **kwargs)
+    assert first.evaluated == ["SICK-R"] and again.cached == ["SICK-R"]
+    assert first.scores["SICK-R"].main_score != old.main_score
+    expected = task_protocol(read_task_spec(counterpart_dir / "SICK-R"))
+    assert first.scores["SICK-R"].protocol == again.scores["SICK-R"].protocol == expected
+    stored = json.loads((tmp_path / "out" / "results" / "SICK-R.json").read_text())
+    assert stored["kalm_protocol"] == expected
+    summary = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert summary["tasks"]["SICK-R"]["protocol"]["settings"]["max_score"] == 5
