@@ -9,7 +9,7 @@ consume, so it is a plain pydantic model rather than an mteb object.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +36,8 @@ class TaskScore(BaseModel):
 
     `main_score_name` is the metric key in mteb's result JSON (e.g. `cosine_spearman`, `ndcg_at_10`,
     `map_at_1000` for the task.json alias `map`), so the number can be traced back to the full result file.
+    `protocol` is how the task was scored (`kalm.evaluation.counterpart.protocol_of`: the MTEB counterpart of
+    a local task, the abstract task and its settings); None for scores recorded before protocols were.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -46,6 +48,7 @@ class TaskScore(BaseModel):
     main_score_name: str
     main_score: float
     split: str
+    protocol: dict[str, Any] | None = None
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

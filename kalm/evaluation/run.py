@@ -27,6 +27,7 @@ runtime.configure()  # offline by default (KALM_HF_OFFLINE), before mteb imports
 import mteb
 from mteb.results import TaskResult
 
+from kalm.evaluation.counterpart import protocol_of
 from kalm.evaluation.encoder import KalmMtebEncoder
 from kalm.evaluation.local_tasks import is_local_task, load_local_tasks
 from kalm.evaluation.official import data_tasks, load_official_data
@@ -58,6 +59,7 @@ def _task_score(task: Any, result: TaskResult) -> TaskScore:
         raise RuntimeError(f"mteb returned no scores for task {task.metadata.name!r} split {split!r}")
     main = float(sum(float(e["main_score"]) for e in entries) / len(entries))
     languages = list(task.spec.languages) if is_local_task(task) else list(task.languages)
+    protocol = getattr(task, "kalm_protocol", None) or protocol_of(type(task))
     return TaskScore(
         task=task.metadata.name,
         task_type=str(task.metadata.type),
@@ -65,7 +67,15 @@ def _task_score(task: Any, result: TaskResult) -> TaskScore:
         main_score_name=task.metadata.main_score,
         main_score=main,
         split=split,
+        protocol=protocol,
     )
+
+
+def _record_protocol(result_file: Path, protocol: dict[str, Any] | None) -> None:
+    """Add the protocol to mteb's result JSON (``kalm_protocol``; mteb ignores keys it does not know)."""
+    data = json.loads(result_file.read_text(encoding="utf-8"))
+    data["kalm_protocol"] = protocol
+    result_file.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def summarize_scores(scores: Mapping[str, TaskScore] | Sequence[TaskScore]) -> dict[str, Any]:
@@ -186,6 +196,7 @@ def evaluate_tasks(
         result_file = results_dir / f"{name}.json"
         result.to_disk(result_file)
         scores[name] = _task_score(task, result)
+        _record_protocol(result_file, scores[name].protocol)
         _log_task(embedder.name, f"{number}/{len(tasks)}", scores[name], started, encoder, encoded_before)
         if on_result is not None:
             on_result(scores[name], result_file)

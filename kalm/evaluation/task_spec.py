@@ -69,6 +69,7 @@ class LocalTaskSpec:
     instruction: str
     min_score: float | None = None
     max_score: float | None = None
+    counterpart: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -146,6 +147,14 @@ def read_task_spec(task_dir: Path) -> LocalTaskSpec:
         if max_score <= min_score:
             raise _fail(task_dir, "task.json field 'max_score'", "must be greater than 'min_score'")
 
+    counterpart = raw.get("mteb_counterpart")
+    if counterpart is not None and (not isinstance(counterpart, str) or not counterpart):
+        raise _fail(
+            task_dir,
+            "task.json field 'mteb_counterpart'",
+            f"must be an mteb task name or null, got {counterpart!r}",
+        )
+
     spec = LocalTaskSpec(
         task_dir=task_dir,
         name=raw["name"],
@@ -156,6 +165,7 @@ def read_task_spec(task_dir: Path) -> LocalTaskSpec:
         instruction=raw["instruction"],
         min_score=min_score,
         max_score=max_score,
+        counterpart=counterpart,
         raw=raw,
     )
     _ = spec.eval_langs  # validates the language codes now rather than at evaluation time

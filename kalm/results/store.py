@@ -217,6 +217,7 @@ class ResultsStore:
         for task, revision, task_type, langs, metric, value, split, raw, at in rows:
             if wanted.get(task) != revision:
                 continue
+            result = json.loads(raw) if raw else None
             score = TaskScore(
                 task=task,
                 task_type=task_type,
@@ -224,8 +225,9 @@ class ResultsStore:
                 main_score_name=metric,
                 main_score=value,
                 split=split,
+                protocol=(result or {}).get("kalm_protocol"),
             )
-            found[task] = StoredResult(score, json.loads(raw) if raw else None, at)
+            found[task] = StoredResult(score, result, at)
         return found
 
     def missing_pairs(

@@ -1,8 +1,9 @@
 """Identities of evaluation tasks, cheap enough to compute before deciding whether anything must run.
 
-A stored score is only reusable for the same task *content*: the revision of a local task is the content hash
-of its directory, exactly what `kalm.evaluation.local_tasks` gives mteb as the dataset revision (and mteb writes
-into its result JSON), so a cache key computed here matches the one a fresh evaluation records. An official
+A stored score is only reusable for the same task *content and protocol*: the revision of a local task is the
+content hash of its directory plus a digest of how it is scored (its MTEB counterpart's protocol, see
+`kalm.evaluation.counterpart`), exactly what `kalm.evaluation.local_tasks` gives mteb as the dataset revision
+(and mteb writes into its result JSON), so a cache key computed here matches the one a fresh evaluation records. An official
 mteb task's revision is the dataset revision mteb pins for it (plus a digest of the subsets and splits when a
 benchmark evaluates only part of it).
 """
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from kalm.evaluation.official import official_revision
 from kalm.evaluation.task_spec import select_task_specs
-from kalm.hashing import hash_directory
 
 if TYPE_CHECKING:
     from mteb.abstasks.abstask import AbsTask
@@ -44,8 +44,10 @@ def local_task_refs(tasks_dir: Path | str, names: Sequence[str] | None = None) -
     Same selection rules: every sub-directory with a task.json, sorted by name, or `names` in the order given;
     an unknown name is an error.
     """
+    from kalm.evaluation.local_tasks import task_revision
+
     selected = select_task_specs(Path(tasks_dir), names)
-    return [TaskRef(s.name, s.type, hash_directory(s.task_dir)) for s in selected]
+    return [TaskRef(s.name, s.type, task_revision(s)) for s in selected]
 
 
 def official_task_refs(tasks: Sequence[AbsTask]) -> list[TaskRef]:
