@@ -231,6 +231,11 @@ class ScalingConfig(_Strict):
         "chunk by chunk (gradient caching, training/gradcache.py): same update up to float rounding, one extra "
         "forward. None: the whole batch in one graph (GPU workers always)",
     )
+    worker_allocator: Literal["jemalloc", "system"] = Field(
+        default="jemalloc",
+        description="malloc of Ray CPU training workers: Ray's bundled jemalloc hands freed activation memory "
+        "back; glibc's heap keeps the fragments of variable-shaped steps (~300 MB per worker)",
+    )
     peak_tflops_per_worker: float | None = Field(
         default=None,
         gt=0,
