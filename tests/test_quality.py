@@ -63,9 +63,11 @@ def test_recipe_profile_is_a_valid_profile_with_the_papers_techniques_on() -> No
 def test_gpu_harness_trains_one_worker_per_gpu_over_nccl() -> None:
     cpu = Profile.model_validate(_profile()).train.scaling
     assert (cpu.num_workers, cpu.use_gpu, cpu.backend) == (2, False, "gloo")
+    assert cpu.activation_budget_mb == 256.0  # CPU sweeps opt in to gradient-cached steps (memory per worker)
     cfg = HarnessConfig(backbone="smollm2", gpus=1)
     gpu = Profile.model_validate(recipe_profile(cfg, Path("/m"), Path("/c.yaml"), "q")).train.scaling
     assert (gpu.num_workers, gpu.use_gpu, gpu.backend) == (1, True, "nccl")
+    assert gpu.activation_budget_mb is None
 
 
 @needs_shared

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from training.config import ScalingConfig, StageConfig
+from training.gradcache import average_gradients, broadcast_parameters, cached_backward, saved_bytes_per_token
 from training.model import EmbeddingModel
 
 TRAINER_FILE = "trainer.pt"
@@ -81,9 +82,17 @@ class TorchEngine:
         schedule: Callable[[int], float],
         distributed: bool,
         device: torch.device,
+        chunk_tokens: int | None = None,
     ) -> None:
         self.module = model
-        self.network = DistributedDataParallel(model) if distributed else model
+        self.distributed, self.chunk_tokens = distributed, chunk_tokens
+        if distributed and chunk_tokens:
+            # Chunked steps run several backward passes per step and average the gradients once, themselves
+            # (DDP would need every rank to run the same number of chunks, and keeps a gradient-sized bucket copy).
+            broadcast_parameters(model)
+            self.network: torch.nn.Module = model
+        else:
+            self.network = DistributedDataParallel(model) if distributed else model
         self.optimizer = torch.optim.AdamW(
             trainable(model), lr=stage.learning_rate, weight_decay=stage.weight_decay
         )
@@ -105,6 +114,24 @@ class TorchEngine:
         torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+
+    def step_chunked(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        loss_of: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The step of ``loss_of(embeddings of the texts)`` with at most ``chunk_tokens`` padded tokens' graph
+        alive at a time (:mod:`training.gradcache`); the same update as :meth:`step`, up to float rounding."""
+        assert self.chunk_tokens, "step_chunked needs chunk_tokens"
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = cached_backward(self.forward, input_ids, attention_mask, loss_of, self.chunk_tokens)
+        if self.distributed:
+            average_gradients(trainable(self.module))
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss
 
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
@@ -220,6 +247,23 @@ def _single_process_group(backend: str) -> None:
     dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
 
 
+def chunk_tokens(model: EmbeddingModel, scaling: ScalingConfig, device: torch.device) -> int | None:
+    """Padded tokens per chunk of a gradient-cached step (CPU with an activation budget), else None.
+
+    At least one max-length text, so every text fits a chunk.
+    """
+    if device.type != "cpu" or scaling.activation_budget_mb is None:
+        return None
+    if model.tokenizer.padding_side != "right":
+        raise ValueError(
+            "gradient-cached steps trim each chunk's right padding; this tokenizer pads on the "
+            f"{model.tokenizer.padding_side}: set scaling.activation_budget_mb: null"
+        )
+    max_length = model.config.max_length
+    per_token = saved_bytes_per_token(model, max_length, model.tokenizer.pad_token_id or 0)
+    return max(max_length, int(scaling.activation_budget_mb * 2**20 / per_token))
+
+
 def build_engine(
     model: EmbeddingModel,
     stage: StageConfig,
@@ -236,4 +280,4 @@ def build_engine(
     # Under a launcher the process group exists even for one worker: wrap in DDP then too (a 1-GPU check
     # measures the real DDP path); in-process training has no process group and trains the bare model.
     distributed = dist.is_available() and dist.is_initialized()
-    return TorchEngine(model, stage, schedule, distributed, device)
+    return TorchEngine(model, stage, schedule, distributed, device, chunk_tokens(model, scaling, device))

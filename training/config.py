@@ -223,6 +223,21 @@ class ScalingConfig(_Strict):
     )
     keep_checkpoints: int = Field(default=2, gt=0, description="retention: the last N checkpoints are kept")
     max_failures: int = Field(default=2, ge=0, description="Ray FailureConfig: worker-group restarts")
+    activation_budget_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="CPU workers (DDP or one process): the autograd graph kept alive at a time, in MB of saved "
+        "activations; a step's texts are embedded in length-sorted chunks of that size and back-propagated "
+        "chunk by chunk (gradient caching, training/gradcache.py): same update up to float rounding (other "
+        "dropout masks), one extra forward; 256 holds an all-MiniLM-L6-v2 worker at ~1.35 GB instead of "
+        "~3.8 GB at 0.9x the steps/s (benchmarks/RESULTS.md). None (default): the whole batch in one graph "
+        "(GPU workers always)",
+    )
+    worker_allocator: Literal["jemalloc", "system"] = Field(
+        default="jemalloc",
+        description="malloc of Ray CPU training workers: Ray's bundled jemalloc hands freed activation memory "
+        "back; glibc's heap keeps the fragments of variable-shaped steps (~300 MB per worker)",
+    )
     peak_tflops_per_worker: float | None = Field(
         default=None,
         gt=0,

@@ -160,6 +160,9 @@ def recipe_profile(cfg: HarnessConfig, base_model: Path, catalog: Path, name: st
                 "use_gpu": cfg.gpus > 0,
                 "backend": "nccl" if cfg.gpus else "gloo",
                 "checkpoint_every_steps": 50,
+                # CPU sweeps run several workers per machine: gradient-cached steps keep each within its share
+                # of memory (all-MiniLM-L6-v2 ~1.35 GB instead of ~3.8 GB per worker, benchmarks/RESULTS.md).
+                "activation_budget_mb": None if cfg.gpus else 256.0,
             },
         },
         "evaluate": {

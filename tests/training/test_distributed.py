@@ -27,7 +27,8 @@ from training.telemetry import CURVE_FILE, STEPS_FILE
 
 pytestmark = pytest.mark.slow
 STEPS = 6
-WORKERS = {"num_workers": 2, "cpus_per_worker": 0.5, "backend": "gloo"}
+# A budget of a few texts: DDP runs take gradient-cached steps of several chunks (gradients averaged by hand).
+WORKERS = {"num_workers": 2, "cpus_per_worker": 0.5, "backend": "gloo", "activation_budget_mb": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,34 @@ def test_worker_killed_mid_run_resumes_to_the_same_weights(ddp_reference, demo_d
     assert metrics["resumed_at"] == [2], "the restarted group resumes from the step-2 checkpoint"
     assert metrics["losses"] == reference["losses"]
     assert resumed == weights
+
+
+def test_chunked_steps_train_like_whole_batch_ddp(ddp_reference, demo_data_dir, tmp_path):
+    """The whole-batch step wrapped in DDP with glibc's malloc (the path before gradient caching): the same run
+    up to float rounding."""
+    _, reference, weights = ddp_reference
+    job = _without_per_rank_draws(small_job(demo_data_dir, STEPS))
+    metrics, whole = _run(job, tmp_path, "ddp-whole", activation_budget_mb=None, worker_allocator="system")
+    assert metrics["losses"] == pytest.approx(reference["losses"], rel=1e-5)
+    assert metrics["tokens"] == reference["tokens"]
+    reference_state = _state(weights)
+    for name, value in _state(whole).items():
+        torch.testing.assert_close(value, reference_state[name], rtol=1e-4, atol=1e-4)
+
+
+def _state(safetensors_bytes: bytes) -> dict:
+    from safetensors.torch import load
+
+    return load(safetensors_bytes)
+
+
+def test_cpu_workers_get_jemalloc():
+    from training.launch import worker_runtime_env
+
+    env = worker_runtime_env(ScalingConfig())["env_vars"]
+    assert Path(env["LD_PRELOAD"].split()[0]).is_file() and "jemalloc" in env["LD_PRELOAD"]
+    assert worker_runtime_env(ScalingConfig(worker_allocator="system")) == {}
+    assert worker_runtime_env(ScalingConfig(use_gpu=True, backend="nccl")) == {}
 
 
 def _deepspeed(job, tmp_path, zero_stage: int) -> tuple[dict, EmbeddingModel]:

@@ -12,7 +12,7 @@ from data_catalog.catalog import load_catalog
 from data_catalog.collect import collect_catalog
 from data_catalog.demo_data import write_demo_sources
 from tests.training.conftest import TINY
-from training.config import ModelConfig, StageConfig
+from training.config import ModelConfig, ScalingConfig, StageConfig
 from training.data import load_examples
 from training.job import TrainJob
 from training.loop import build_loss, build_model, build_sampler, linear_schedule, train_stage
@@ -179,7 +179,8 @@ def test_packed_training_matches_padded_training(data_dir, monkeypatch):
         return out
 
     monkeypatch.setattr(training.model, "embed_in_rows", counting)
-    padded = _job(data_dir)
+    # The whole-batch step, one forward per step (gradient-cached chunks are checked in test_gradcache.py).
+    padded = _job(data_dir).model_copy(update={"scaling": ScalingConfig(activation_budget_mb=None)})
     packed_model = padded.model.model_copy(update={"packed": True, "packed_row_tokens": 160})
     packed = padded.model_copy(update={"model": packed_model})
     (m_pad, r_pad), (m_pack, r_pack) = train_stage(padded), train_stage(packed)
