@@ -34,5 +34,9 @@ class TrainJob(BaseModel):
     debug: DebugHooks = DebugHooks()
 
     def config_hash(self) -> str:
-        """What determines the weights: a checkpoint is resumable only by a job with the same hash."""
-        return config_hash(self.model_dump(mode="json", include={"stage", "model", "data_dir", "init_from"}))
+        """What determines the weights: a checkpoint is resumable only by a job with the same hash. Of the
+        scaling, the activation budget counts: chunked steps draw dropout masks per chunk."""
+        fields = {"stage": True, "model": True, "data_dir": True, "init_from": True}
+        return config_hash(
+            self.model_dump(mode="json", include=fields | {"scaling": {"activation_budget_mb"}})
+        )

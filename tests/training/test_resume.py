@@ -91,11 +91,16 @@ def test_a_checkpoint_of_another_config_is_refused(demo_data_dir, tmp_path):
     assert other.config_hash() != job.config_hash()
     with pytest.raises(ValueError, match="another config"):
         train_stage(other, resume_from=latest_checkpoint(tmp_path))
-    # Scaling settings do not change the weights, so they do not change the hash.
+    # Scaling settings do not change the weights, so they do not change the hash; the activation budget does
+    # (a chunked step draws dropout masks chunk by chunk).
     rescaled = job.model_copy(
         update={"scaling": job.scaling.model_copy(update={"checkpoint_every_steps": 9})}
     )
     assert rescaled.config_hash() == job.config_hash()
+    chunked = job.model_copy(
+        update={"scaling": job.scaling.model_copy(update={"activation_budget_mb": 64.0})}
+    )
+    assert job.scaling.activation_budget_mb != 64.0 and chunked.config_hash() != job.config_hash()
 
 
 def test_rng_states_round_trip(tmp_path):
