@@ -10,7 +10,9 @@ process samples the memory of that driver's Ray Train worker processes every 0.1
 mark ``VmHWM`` (exact peak RSS, also between samples) and ``VmRSS``, and their CPU time. steps/s comes from the
 workers' step log (``train_steps.jsonl``), first step excluded (warm-up); CPU seconds per step and worker over
 the same steps is the cost that other jobs on a shared machine do not move. ``--repeat`` runs the variants
-again in reverse order (ABBA…) and reports the median steps/s.
+again in reverse order (ABBA…) and reports the median steps/s. The module is long because it is both the parent
+(variants, the /proc sampler, the table) and the child entry point every variant's subprocess runs, so the old
+tree and this one are measured by the same code.
 
 Variants (``--variants``, the first one is the baseline of the printed ratios):
 

@@ -247,6 +247,21 @@ def _single_process_group(backend: str) -> None:
     dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
 
 
+def train_step(
+    engine: Engine,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """One optimizer step on ``loss_of(embeddings of the texts)``: gradient-cached chunks when the engine has a
+    chunk size (CPU within an activation budget), else the whole batch in one graph."""
+    if getattr(engine, "chunk_tokens", None):
+        return engine.step_chunked(input_ids, attention_mask, loss_of)
+    loss = loss_of(engine.forward(input_ids, attention_mask))
+    engine.step(loss)
+    return loss
+
+
 def chunk_tokens(model: EmbeddingModel, scaling: ScalingConfig, device: torch.device) -> int | None:
     """Padded tokens per chunk of a gradient-cached step (CPU with an activation budget), else None.
 

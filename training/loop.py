@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.backends import build_engine
+from training.backends import build_engine, train_step
 from training.checkpointing import (
     TrainState,
     check_resumable,
@@ -234,16 +234,8 @@ def _train_step(
         documents.extend(choose_negatives(example, stage.hard_negatives, by_source[example.source], rng))
     labels = encode_labels([label_key(e) for e in mine], device=device) if stage.mask_same_label else None
     inputs = model.tokenize([e.query for e in mine] + documents)
-    input_ids, attention_mask = inputs["input_ids"].to(device), inputs["attention_mask"].to(device)
-
-    def loss_of(embeddings: torch.Tensor) -> torch.Tensor:
-        return loss_fn(embeddings[: len(mine)], embeddings[len(mine) :], labels)
-
-    if getattr(engine, "chunk_tokens", None):
-        loss = engine.step_chunked(input_ids, attention_mask, loss_of)
-    else:
-        loss = loss_of(engine.forward(input_ids, attention_mask))
-        engine.step(loss)
+    ids, mask, n = inputs["input_ids"].to(device), inputs["attention_mask"].to(device), len(mine)
+    loss = train_step(engine, ids, mask, lambda embeddings: loss_fn(embeddings[:n], embeddings[n:], labels))
     return loss, int(inputs["attention_mask"].sum())
 
 
